@@ -1,0 +1,89 @@
+"""What the pure core asks its shell to do, and what the shell tells it back.
+
+Theory of operation
+-------------------
+A core method takes an input and ``now_s`` and returns a ``Ready``: the datagrams to send, the disk
+operations to run, the event-log records to append, the next deadline at which the shell must call
+``on_tick``, and whether the node process should exit. The shell (runtime/ for real processes, sim/
+for the simulator) carries the effects out in order and feeds results back as inputs:
+``DiskResult`` for each ``DiskOp`` (matched by ``op_id``). Nothing here does I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+from nodeagent.config import Net
+from nodeagent.core.messages import Message
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    """Send ``msg`` from this node's address on ``net`` to node ``dst``'s address on ``net``."""
+
+    net: Net
+    dst: int
+    msg: Message
+
+
+class DiskOpKind(enum.StrEnum):
+    """Operations on a shared disk, carried out as this node's initiator (its name)."""
+
+    RESERVE = "reserve"  # SCSI-2 RESERVE; with scsi3 a PR RESERVE (write exclusive, registrants only)
+    RELEASE = "release"  # SCSI-2 RELEASE; with scsi3 PR RELEASE
+    RESET = "reset"  # SCSI-2 bus reset: breaks any reservation
+    REGISTER = "register"  # SCSI-3 REGISTER ``key``
+    READ_RESERVATION = "read_reservation"  # SCSI-3 READ RESERVATION: the holder's key in DiskResult.key
+    PREEMPT = "preempt"  # SCSI-3 PREEMPT AND ABORT ``victim_key`` (and take the reservation)
+    READ = "read"  # read data block ``block``
+    WRITE = "write"  # write ``data`` to data block ``block`` (fenced)
+
+
+class DiskOutcome(enum.StrEnum):
+    OK = "ok"
+    CONFLICT = "conflict"  # RESERVATION CONFLICT: someone else holds the disk
+    UNAVAILABLE = "unavailable"  # the path to the disk failed (I/O error)
+
+
+@dataclass(frozen=True, slots=True)
+class DiskOp:
+    op_id: int
+    disk: str
+    kind: DiskOpKind
+    key: int = 0  # REGISTER / RESERVE / RELEASE / PREEMPT (scsi3): this node's registration key
+    victim_key: int = 0  # PREEMPT: the key to remove
+    block: int = 0  # READ / WRITE
+    data: bytes = b""  # WRITE
+    scsi3: bool = False  # RESERVE / RELEASE: persistent-reservation flavour
+
+
+@dataclass(frozen=True, slots=True)
+class DiskResult:
+    op_id: int
+    outcome: DiskOutcome
+    holder: str | None = None  # on CONFLICT: who holds the disk, when known
+    key: int = 0  # READ_RESERVATION: the holder's key (0: no reservation)
+    data: bytes = b""  # READ: the block's contents
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """One event-log record. The shell adds time, node and incarnation when it writes it."""
+
+    kind: str  # short snake_case name, e.g. "interface_failed"
+    event_id: int | None  # the MSCS event id where one exists (1122, 1123, 1126, 1135, 1177, ...)
+    message: str  # one human sentence, in the words of the Windows event log where possible
+    fields: dict[str, Any] = field(default_factory=dict)  # JSON-able details
+
+
+@dataclass(slots=True)
+class Ready:
+    """Effects gathered by one core call. Mutable while the core builds it; read-only afterwards."""
+
+    sends: list[Send] = field(default_factory=list)
+    disk_ops: list[DiskOp] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    next_deadline_s: float | None = None
+    exit: bool = False  # the operator's stop is complete: the process should exit now
