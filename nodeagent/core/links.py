@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 from nodeagent.config import ClusterConfig, Net
 from nodeagent.core.effects import Event
+from nodeagent.core.events import event
 from nodeagent.core.messages import Heartbeat
 from nodeagent.core.snapshot import InterfaceState, InterfaceView
 
@@ -122,19 +123,10 @@ class LinkMonitor:
         return tuple(out)
 
     def _event(self, peer: int, net: Net, *, up: bool) -> Event:
-        me = self._config.node(self._node_id).name
-        other = self._config.node(peer).name
-        netname = self._config.network(net).name
-        if up:
-            return Event(
-                "interface_up",
-                1122,
-                f"The node ({me}) is now communicating with {other} on network '{netname}'.",
-                {"peer": other, "net": net.label},
-            )
-        return Event(
-            "interface_failed",
-            1123,
-            f"The node ({me}) lost communication with {other} on network '{netname}'.",
-            {"peer": other, "net": net.label},
+        return event(
+            "interface_up" if up else "interface_failed",
+            self._config.node(self._node_id).name,
+            peer=self._config.node(peer).name,
+            net=net.label,
+            network=self._config.network(net).name,
         )
