@@ -3,7 +3,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 import pytest
-from lab import Lab
+
+from nodeagent.cli.lab import Lab
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ from collections.abc import Callable
 
 import psutil
 import pytest
-from lab import Lab
+
+from nodeagent.cli.lab import Lab
 
 pytestmark = pytest.mark.integration
 

@@ -1,9 +1,10 @@
-"""A cluster of real node processes for integration tests, driven through the `wolfpack` CLI.
+"""Drive a cluster of real node processes from Python, through the `wolfpack` CLI.
 
-Everything goes through the public surface: the CLI (as a subprocess), `status --json` and the
-nodes' events.jsonl. Teardown runs `wolfpack down`, then SIGKILLs every pid this lab's nodes ever
-wrote to their pid files (after checking with psutil that the pid is still that node's process), so
-no test leaves a node behind, pass or fail. Waits poll with a deadline; they never sleep blindly.
+Used by the integration tests, scripts/demo and scripts/bench. Everything goes through the public
+surface: the CLI (as a subprocess), `status --json` and the nodes' events.jsonl. ``close`` runs
+`wolfpack down`, then SIGKILLs every pid this lab's nodes ever wrote to their pid files (after
+checking with psutil that the pid is still a node of this directory), so nothing is left behind,
+pass or fail. Waits poll with a deadline; they never sleep blindly.
 """
 
 from __future__ import annotations
@@ -25,9 +26,14 @@ import psutil
 WOLFPACK = [sys.executable, "-m", "nodeagent.cli.main"]
 
 
+class LabCommandFailed(RuntimeError):
+    """A `wolfpack` command run by the lab exited non-zero."""
+
+
 class Lab:
-    def __init__(self, nodes: int = 3, *args: str) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="wpi", dir="/tmp"))
+    def __init__(self, nodes: int = 3, *args: str, directory: Path | None = None) -> None:
+        """Create and start a cluster (in a new short temporary directory unless ``directory``)."""
+        self.dir = directory or Path(tempfile.mkdtemp(prefix="wpi", dir="/tmp"))
         self.nodes = nodes
         self.pids: set[int] = set()
         self.up_output = self.cli("up", str(self.dir), "--nodes", str(nodes), *args, timeout=120)
@@ -40,7 +46,9 @@ class Lab:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL)
         self._collect_pids()
         if check and proc.returncode != 0:
-            raise AssertionError(f"{' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}")
+            raise LabCommandFailed(
+                f"wolfpack {' '.join(args)} exited {proc.returncode}: {proc.stderr.strip()}"
+            )
         return proc
 
     def status(self) -> dict[str, Any]:
@@ -80,7 +88,7 @@ class Lab:
             if value:
                 return value
             if time.monotonic() > deadline:
-                raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+                raise TimeoutError(f"timed out after {timeout_s} s waiting for {what}")
             time.sleep(0.05)
 
     def wait_status(self, what: str, pred: Callable[[dict[str, Any]], bool], timeout_s: float = 30.0) -> Any:
@@ -88,6 +96,11 @@ class Lab:
 
     def states(self, status: dict[str, Any]) -> dict[str, str]:
         return {n["name"]: n["state"] for n in status["nodes"]}
+
+    @staticmethod
+    def down(directory: Path) -> None:
+        """Stop every node of an existing cluster directory (`wolfpack down`)."""
+        subprocess.run([*WOLFPACK, "down", str(directory)], capture_output=True, timeout=60, check=False)
 
     # -- cleanup ---------------------------------------------------------------------------------------
     def _collect_pids(self) -> None:

@@ -1,0 +1,35 @@
+"""Deterministic simulator: N real NodeCores, a virtual clock, a simulated network and disks, one seed.
+
+``simulate(seed, ...)`` runs a whole seeded run with random faults and returns a ``SimReport``;
+``format_report`` prints its trace and verdict (``wolfpack simulate``). ``Simulation`` is the
+step-by-step driver tests use with explicit faults. Modules: clock (event queue), network, process
+(one node process), faults (the random schedule), invariants, trace, report, runner, simulation.
+"""
+
+from nodeagent.sim.clock import EventQueue, SimulationStuck
+from nodeagent.sim.faults import ActionKind, FaultAction, FaultMix, plan_faults
+from nodeagent.sim.invariants import InvariantChecker, NodeView, Violation
+from nodeagent.sim.network import NetFault, NetParams
+from nodeagent.sim.report import SimReport, SimStats, format_report
+from nodeagent.sim.runner import sim_config, simulate
+from nodeagent.sim.simulation import Simulation
+
+__all__ = [
+    "ActionKind",
+    "EventQueue",
+    "FaultAction",
+    "FaultMix",
+    "InvariantChecker",
+    "NetFault",
+    "NetParams",
+    "NodeView",
+    "SimReport",
+    "SimStats",
+    "Simulation",
+    "SimulationStuck",
+    "Violation",
+    "format_report",
+    "plan_faults",
+    "sim_config",
+    "simulate",
+]
