@@ -48,13 +48,25 @@ def _tag(key: bytes, signed: bytes) -> bytes:
 
 
 def encode(key: bytes, cluster_id: int, sender: int, incarnation: int, msg: Message) -> bytes:
-    body = [getattr(msg, f.name) for f in dataclasses.fields(msg)]
-    head = [WIRE_VERSION, int(msg.TYPE), cluster_id, sender, incarnation, [_plain(v) for v in body]]
+    body = [_plain(getattr(msg, f.name)) for f in dataclasses.fields(msg)]
+    # Refuse to send what a receiver's decode would refuse: the same checks, as our own bug.
+    if not (1 <= sender <= 255 and 0 <= incarnation <= MAX_INT and 0 <= cluster_id <= MAX_INT):
+        raise LocalProtocolError(f"sender {sender} / incarnation {incarnation} out of range")
+    try:
+        _build(msg.TYPE, body)
+    except RemoteProtocolError as e:
+        raise LocalProtocolError(f"{msg.TYPE.name} would be refused by its receiver: {e}") from None
+    head = [WIRE_VERSION, int(msg.TYPE), cluster_id, sender, incarnation, body]
     signed = msgpack.packb(head, use_bin_type=True)
     data: bytes = msgpack.packb([*head, _tag(key, signed)], use_bin_type=True)
     if len(data) > MAX_DATAGRAM:
         raise LocalProtocolError(f"{msg.TYPE.name} is {len(data)} bytes, over the {MAX_DATAGRAM} limit")
     return data
+
+
+_ARRAY7 = 0x97  # msgpack fixarray of 7: the envelope
+_ARRAY6 = b"\x96"  # fixarray of 6: what the tag signs
+_TAG_HEAD = bytes([0xC4, TAG_BYTES])  # bin8 of TAG_BYTES
 
 
 def decode(key: bytes, cluster_id: int, data: bytes) -> Envelope:
@@ -88,8 +100,13 @@ def decode(key: bytes, cluster_id: int, data: bytes) -> Envelope:
         raise RemoteProtocolError("wrong_cluster")
     if not isinstance(tag, bytes) or not isinstance(body, list):
         raise RemoteProtocolError("bad_shape")
-    signed = msgpack.packb(outer[:6], use_bin_type=True)
-    if not hmac.compare_digest(tag, _tag(key, signed)):
+    # Authenticate the bytes exactly as received, not a re-encoding of what they decode to (which
+    # would let another encoding of the same values through): the envelope is fixarray(7), the six
+    # signed items, then the tag as bin8; the tag signs fixarray(6) + those very item bytes.
+    tail = len(_TAG_HEAD) + TAG_BYTES
+    if data[0] != _ARRAY7 or data[-tail:-TAG_BYTES] != _TAG_HEAD:
+        raise RemoteProtocolError("bad_auth")
+    if not hmac.compare_digest(tag, _tag(key, _ARRAY6 + data[1:-tail])):
         raise RemoteProtocolError("bad_auth")
     if not (1 <= sender <= 255 and 0 <= incarnation <= MAX_INT):
         raise RemoteProtocolError("bad_sender")
@@ -115,7 +132,7 @@ def _check(kind: Any, value: Any) -> Any:
         if _is_int(value) and -MAX_INT <= value <= MAX_INT:
             return value
     elif kind is str:
-        if isinstance(value, str) and len(value) <= MAX_STR:
+        if isinstance(value, str) and len(value.encode("utf-8", "surrogatepass")) <= MAX_STR:
             return value
     elif kind is bytes:
         if isinstance(value, bytes):

@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -37,6 +38,10 @@ def kill_and_time(lab: Lab, victim: str, until_kind: str, node_filter: str | Non
     out = {k: first(k) for k in ("regroup_started", "node_removed", "quorum_online")}
     lab.cli("start", victim, timeout=60)
     return {k: v for k, v in out.items() if v is not None}
+
+
+def progress(line: str) -> None:
+    print(line, file=sys.stderr)
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -95,19 +100,15 @@ def main() -> None:
             r = kill_and_time(lab, victim, "node_removed")
             regroup.append(r["regroup_started"])
             removed.append(r["node_removed"])
-            print(
+            progress(
                 f"detection run {i + 1}/{args.runs}: regroup {r['regroup_started']:.3f} s, "
-                f"removed {r['node_removed']:.3f} s",
-                flush=True,
+                f"removed {r['node_removed']:.3f} s"
             )
         for i in range(args.runs):
             owner = lab.status()["quorum_owner"]
             r = kill_and_time(lab, owner, "quorum_online")
             takeover.append(r["quorum_online"])
-            print(
-                f"takeover run {i + 1}/{args.runs}: quorum online after {r['quorum_online']:.3f} s",
-                flush=True,
-            )
+            progress(f"takeover run {i + 1}/{args.runs}: quorum online after {r['quorum_online']:.3f} s")
     finally:
         lab.close()
     results["detection_regroup"] = summary(regroup)

@@ -1,29 +1,25 @@
-"""scripts/demo: bring up a cluster, kill the quorum owner, watch the failover (see README)."""
+"""scripts/demo: an Exchange 2003 virtual server fails over while a client watches (see README)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
-from nodeagent.cli.lab import Lab
+from nodeagent.cli.lab import WOLFPACK, Lab
 
 SHOWN = {
-    "interface_failed",
-    "regroup_started",
-    "arbitration_started",
-    "arbitration_won",
-    "quorum_online",
-    "node_removed",
-    "membership_installed",
-    "halted",
-    "cluster_joined",
-    "node_joined",
-    "service_started",
-}
+    "interface_failed", "regroup_started", "arbitration_started", "arbitration_won", "quorum_online",
+    "node_removed", "halted", "cluster_joined", "node_joined", "group_owner", "group_moving",
+    "resource_failed", "address_conflict",
+}  # fmt: skip
 
 
 def say(text: str) -> None:
@@ -31,11 +27,21 @@ def say(text: str) -> None:
     print(f"\n{bold}== {text}{plain}", flush=True)
 
 
-def timeline(lab: Lab, since: float) -> None:
+def timeline(lab: Lab, since: float, node: str | None = None) -> None:
     for e in lab.events():
-        if e["mono_s"] >= since and e["kind"] in SHOWN:
+        if e["mono_s"] < since:
+            continue
+        online = e["kind"] == "resource_state" and e["fields"].get("state") == "Online"
+        if e["kind"] in SHOWN or online:
+            if node is not None and e["node"] != node and e["kind"] == "resource_state":
+                continue
             tag = f"[{e['event_id']}]" if e["event_id"] else ""
             print(f"  +{e['mono_s'] - since:7.3f}s  {e['node']:<6} {tag:<6} {e['message']}")
+
+
+def client_lines(proc: subprocess.Popen[str]) -> list[dict[str, Any]]:
+    out, _ = proc.communicate(timeout=60)
+    return [json.loads(line) for line in out.splitlines() if line.strip().startswith("{")]
 
 
 def main() -> None:
@@ -46,36 +52,62 @@ def main() -> None:
     where = Path(args.dir).resolve()
 
     if (where / "cluster.toml").exists():
-        say(f"stopping what is left of an earlier run in {where}")
+        say(f"stopping and clearing an earlier cluster in {where} (its cluster.toml, disks/ and nodes/)")
         Lab.down(where)
-    say("wolfpack up: three nodes, a quorum disk, speed 10 (every MSCS timing divided by 10)")
+        (where / "cluster.toml").unlink()
+        for sub in ("disks", "nodes"):
+            shutil.rmtree(where / sub, ignore_errors=True)
+    say("wolfpack up --nodes 2 --evs 1: two nodes, the quorum disk, MSDTC, Exchange 2003 on each node")
+    print("(installed one node at a time, as setup requires) and the virtual server EVS1, online on NODE1.")
     t0 = time.monotonic()
-    lab = Lab(3, directory=where)
-    print(lab.up_output.stdout, end="")
-    print(f"(formed in {time.monotonic() - t0:.1f} s)")
+    lab = Lab(2, "--evs", "1", directory=where)
+    print(f"(built in {time.monotonic() - t0:.1f} s)")
     try:
+        print(lab.cli("status", str(where)).stdout)
         s = lab.status()
-        owner = s["quorum_owner"]
-        say(f"kill -9 {owner}, the node that owns the quorum disk")
-        print("MSCS would now: miss 6 heartbeats (7.2 s / 10 = 0.72 s), regroup, challenge the disk")
-        print("(bus reset, wait 0.7 s, reserve) and bring the quorum online 1.0 s after the challenge began.")
+        owner = next(g["owner"] for g in s["groups"] if g["name"] == "EVS1")
         pid = lab.node(s, owner)["pid"]
+
+        say("a client talks to EVS1 by name: it resolves the name, then asks the virtual IP every 50 ms")
+        command = [*WOLFPACK, "client", "EVS1", "--dir", str(where), "--interval-ms", "50"]
+        command += ["--duration-s", "9"]
+        client = subprocess.Popen(
+            [*command, "--json"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+        )
+        time.sleep(1.5)  # let the client run against the healthy server first (a pause, not a wait)
+
+        say(f"kill -9 {owner}: the node that owns EVS1 and the quorum disk")
         print(f"$ kill -9 {pid}")
         killed = time.monotonic()
         os.kill(pid, signal.SIGKILL)
-        s = lab.wait_status("a new quorum owner", lambda s: s["quorum_owner"] not in (None, owner), 60)
-        took = time.monotonic() - killed
-        print("Timeline, seconds after the kill:")
-        timeline(lab, killed)
-        print(
-            f"\n{s['quorum_owner']} owns the quorum; `wolfpack status` saw the takeover after {took:.2f} s."
-        )
-        print(lab.cli("status", str(where)).stdout)
+        survivor = next(n["name"] for n in s["nodes"] if n["name"] != owner)
+        lab.wait_status(
+            f"EVS1 online on {survivor}",
+            lambda st: any(g["name"] == "EVS1" and g["owner"] == survivor and g["state"] == "Online"
+                           for g in st["groups"]),
+            60,
+        )  # fmt: skip
+        print("Timeline, seconds after the kill (every resource coming online on the survivor):")
+        timeline(lab, killed, survivor)
 
-        say(f"wolfpack start {owner}: the killed node joins again through the new owner")
-        restarted = time.monotonic()
+        say("what the client saw")
+        lines = client_lines(client)
+        served = [x for x in lines if x.get("event") == "reply" and x.get("ok")]
+        outages = [x for x in lines if x.get("event") == "outage"]
+        nodes = []
+        for x in served:
+            if not nodes or nodes[-1] != x.get("node"):
+                nodes.append(x.get("node"))
+        summary = next((x for x in lines if x.get("event") == "summary"), {})
+        print(f"  replies from: {' -> '.join(str(n) for n in nodes)}")
+        for o in outages:
+            print(f"  outage: {o.get('length_s')} s, {o.get('node_before')} -> {o.get('node_after')}")
+        if summary:
+            print(f"  {summary.get('sent')} requests sent, {summary.get('answered')} answered, "
+                  f"longest outage {summary.get('longest_outage_s')} s")  # fmt: skip
+
+        say(f"wolfpack start {owner}: it joins again; EVS1 stays on {survivor} (failback is prevented)")
         lab.cli("start", owner)
-        timeline(lab, restarted)
         print(lab.cli("status", str(where)).stdout)
     except BaseException:
         lab.close()

@@ -22,9 +22,22 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from nodeagent import __version__
-from nodeagent.cli import clusterdir, diskcmd, faultcmd, launcher, logview, simcmd, status, upcmd
+from nodeagent.cli import (
+    admincmd,
+    clusterdir,
+    diskcmd,
+    evscmd,
+    faultcmd,
+    labsetup,
+    launcher,
+    logview,
+    simcmd,
+    status,
+    upcmd,
+)
+from nodeagent.cli import client as clientcmd
 from nodeagent.cli.clusterdir import ClusterDir, UpOptions
-from nodeagent.cli.probe import ask, observe
+from nodeagent.cli.probe import observe
 from nodeagent.config import EDITIONS, ClusterConfig
 from nodeagent.errors import ConfigError, WolfpackError
 
@@ -44,6 +57,7 @@ examples:
   wolfpack kill NODE1              SIGKILL a node; the others take over
   wolfpack log --follow            the merged event log of every node, as it happens
   wolfpack fault cut NODE2 --net private
+  wolfpack group EVS1 move --to NODE2   move a resource group, wait until it is Online there
   wolfpack down                    stop every node
 
 The cluster directory is --dir DIR, else $WOLFPACK_DIR, else ./lab. `wolfpack COMMAND --help` for more."""
@@ -98,10 +112,16 @@ def cmd_up(args: argparse.Namespace) -> int:
     root = clusterdir.resolve_dir(_dir_arg(args))
     if args.timeout_s is not None and not 0 < args.timeout_s <= 3600:
         raise ConfigError(f"--timeout-s {args.timeout_s:g}: must be more than 0 and at most 3600")
+    if not 0 <= args.evs <= 8:
+        raise ConfigError(f"--evs {args.evs}: must be from 0 to 8")
     result = upcmd.up(root, opts, args.timeout_s, progress)
     what = f"created {root}" if result.created else f"using {root}"
     started = ", ".join(result.started) or "none (all were running)"
     progress(f"cluster {result.config.name} is up ({what}; started: {started})")
+    if args.evs:
+        adm = admincmd.Admin(result.cdir, result.config, progress=progress)
+        built = labsetup.build_standard_lab(adm, result.cdir, args.evs, args.exchange_version, progress)
+        progress(f"standard lab ready: {', '.join(built['evs'])} online (Exchange {built['version']})")
     extra = {"up": {"created": result.created, "started": list(result.started),
                     "already_running": list(result.already_running)}}  # fmt: skip
     _print_status(result.cdir, result.config, args.json, extra)
@@ -147,10 +167,12 @@ def cmd_stop(args: argparse.Namespace) -> int:
 
 
 def cmd_pause(args: argparse.Namespace) -> int:
-    """``cluster node N /pause`` and ``/resume``: the node stays a member but takes no groups."""
+    """``cluster node N /pause`` and ``/resume``: the node stays a member but takes no groups.
+
+    An admin request (node.pause / node.resume), replicated to every node, as ``wolfpack node N pause``."""
     cdir, config = _open(args)
     name = config.node(args.node).name
-    ask(cdir, name, {"op": args.command})
+    admincmd.node_verb(admincmd.Admin(cdir, config), name, args.command)
     _print_results([launcher.ActionResult(name, f"{args.command}d", None)], args.json)
     return 0
 
@@ -298,6 +320,14 @@ def _add_up(subs: Any) -> None:
         "--cluster-number", type=int, metavar="C", help="address plan number 1-250 (default: free)"
     )
     p.add_argument("--timeout-s", type=float, metavar="T", help="how long to wait for the cluster to form")
+    p.add_argument(
+        "--evs", type=int, default=0, metavar="K",
+        help="then build the standard lab: MSDTC, Exchange on every node, K virtual servers online",
+    )  # fmt: skip
+    p.add_argument(
+        "--exchange-version", choices=("2003", "2000"), default="2003",
+        help="the dependency tree of the virtual servers (--evs; default 2003)",
+    )  # fmt: skip
     _json(p, "print the final status as one JSON document")
     p.set_defaults(func=cmd_up)
 
@@ -415,7 +445,28 @@ def build_parser() -> argparse.ArgumentParser:
     _add_lifecycle(subs)
     _add_fault(subs)
     _add_log_disk_sim(subs)
+    admincmd.add_parsers(subs, _sub, _open)
+    evscmd.add_parsers(subs, _sub, _open)
+    _add_client(subs)
     return parser
+
+
+CLIENT_HELP = """\
+Resolve NAME through the nodes' name services, then send a status request to the virtual
+server every interval. Shows which node serves it, every outage with its length, and a
+summary at the end (or on Ctrl-C)."""
+CLIENT_EXAMPLES = """\
+  wolfpack client EVS1
+  wolfpack client EVS1 --service SMTP --interval-ms 20
+  wolfpack client EVS1 --duration-s 60 --json"""
+
+
+def _add_client(subs: Any) -> None:
+    p = _sub(subs, "client", "talk to a virtual server; show who serves it and every outage",
+             CLIENT_EXAMPLES, CLIENT_HELP)  # fmt: skip
+    clientcmd.add_arguments(p)
+    _json(p, "one JSON object per line: resolved, reply, outage, and summary last")
+    p.set_defaults(func=clientcmd.run)
 
 
 def _one_line(message: str) -> str:

@@ -13,6 +13,10 @@ own state (Joining, Halted). A node that still believes it is a member of an old
 is partitioned and has not halted yet) shows what the cluster says, with a note. With no member
 answering at all, a silent node is Down and an answering one shows its own state.
 
+The groups and resources (the Cluster Administrator tree, tree.py) come from the same view: the
+replicated database copy of the member whose view decided the node states. With no member
+answering there is no tree: a node outside the cluster may hold an outdated copy.
+
 ``render`` prints a table; ``as_json`` the same facts as one JSON object.
 """
 
@@ -24,6 +28,7 @@ from typing import Any
 
 from nodeagent.cli.probe import ControlState, NodeObservation
 from nodeagent.cli.procs import ProcessState
+from nodeagent.cli.tree import GroupView, group_json, parse_groups, render_tree
 from nodeagent.config import ClusterConfig, Net
 from nodeagent.core.snapshot import NodeState
 
@@ -75,6 +80,8 @@ class ClusterStatus:
     epoch: int | None
     view_from: str | None  # the member whose view decided the states
     interfaces: tuple[InterfaceProblem, ...]
+    groups: tuple[GroupView, ...] = ()  # from the view_from node; () without a view
+    db_version: int | None = None
 
 
 def _state(value: Any) -> NodeState | None:
@@ -188,6 +195,8 @@ def compose(config: ClusterConfig, observations: Sequence[NodeObservation]) -> C
         epoch=_int(view.get("epoch")) if view is not None else None,
         view_from=view_obs.name if view_obs is not None else None,
         interfaces=_interface_problems(observations, names, states),
+        groups=parse_groups(view.get("groups")) if view is not None else (),
+        db_version=_int(view.get("db_version")) if view is not None else None,
     )
 
 
@@ -251,6 +260,8 @@ def as_json(status: ClusterStatus) -> dict[str, Any]:
             {"observer": p.observer, "peer": p.peer, "net": p.net, "state": p.state}
             for p in status.interfaces
         ],
+        "db_version": status.db_version,
+        "groups": [group_json(g) for g in status.groups],
     }
 
 
@@ -318,6 +329,8 @@ def render(status: ClusterStatus) -> str:
     if status.interfaces:
         out += ["", "Interfaces not Up:"]
         out += [f"  {p.observer} sees {p.peer} on {p.net}: {p.state}" for p in status.interfaces]
+    if status.groups:
+        out += ["", f"Groups (as {status.view_from} sees them):", render_tree(status.groups)]
     if all_down:
         out.append("\nNo node is running (wolfpack up to start them).")
     elif status.view_from is None:

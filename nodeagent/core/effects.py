@@ -78,6 +78,38 @@ class Event:
     fields: dict[str, Any] = field(default_factory=dict)  # JSON-able details
 
 
+@dataclass(frozen=True, slots=True)
+class ResourceAction:
+    """Ask the resource monitor to act on one resource; it answers with one ``ResourceReport``."""
+
+    resource: str
+    rtype: str  # resource type, e.g. "IP Address", "Microsoft Exchange Information Store"
+    group: str
+    action: str  # "online" | "offline" | "terminate" | "looks_alive" | "is_alive"
+    props: dict[str, Any]  # the resource's private properties
+    token: int  # echoed in the report
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceReport:
+    resource: str
+    action: str  # the action answered, or "failed" (unsolicited: the resource failed by itself)
+    token: int
+    ok: bool
+    detail: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AdminReply:
+    """The answer to an admin request the shell passed in with ``on_admin``."""
+
+    request_id: int
+    ok: bool
+    result: dict[str, Any]
+    error: str = ""
+    rule: str = ""  # the MSCS rule that refused it
+
+
 @dataclass(slots=True)
 class Ready:
     """Effects gathered by one core call. Mutable while the core builds it; read-only afterwards."""
@@ -85,5 +117,8 @@ class Ready:
     sends: list[Send] = field(default_factory=list)
     disk_ops: list[DiskOp] = field(default_factory=list)
     events: list[Event] = field(default_factory=list)
+    resource_actions: list[ResourceAction] = field(default_factory=list)
+    admin_replies: list[AdminReply] = field(default_factory=list)
+    db_snapshot: dict[str, Any] | None = None  # the cluster database changed: persist this copy
     next_deadline_s: float | None = None
     exit: bool = False  # the operator's stop is complete: the process should exit now

@@ -39,6 +39,17 @@ CATALOGUE: dict[str, tuple[int | None, str]] = {
     "cluster_formed": (1061, "The Cluster Service successfully formed the server cluster {cluster}."),
     "cluster_joined": (1062, "The Cluster Service successfully joined the server cluster {cluster}."),
     "membership_installed": (None, "Membership epoch {epoch}: {members}; quorum owner {quorum_owner}."),
+    "resource_state": (None, "Resource {resource} (group {group}) is {state} on {node}."),
+    "resource_failed": (1069, "Cluster resource '{resource}' in Resource Group '{group}' failed: {reason}."),
+    "address_conflict": (
+        1049,
+        "Cluster IP address resource '{resource}' cannot be brought online because an address conflict "
+        "was detected on the network: {reason}.",
+    ),
+    "group_moving": (None, "Group {group} is moving from {source} to {target}: {reason}."),
+    "group_owner": (None, "Group {group} is now owned by {owner} ({reason})."),
+    "group_failed": (None, "Group {group} is left failed on {owner}: {reason}."),
+    "exchange_setup": (None, "Exchange {version} setup {stage} on {target}."),
     "halted": (
         1177,
         "The Cluster Service on {node} is shutting down because quorum was lost or the node was removed "

@@ -64,7 +64,7 @@ class LinkMonitor:
         events = []
         limit = self._timing.interface_failed_after_s
         for key, at in self._last_heard.items():
-            if key not in self._failed and now_s - at >= limit:
+            if key not in self._failed and now_s >= at + limit:
                 # Up -> Failed
                 self._failed.add(key)
                 events.append(self._event(key[0], key[1], up=False))
@@ -72,7 +72,8 @@ class LinkMonitor:
 
     def hears(self, peer: int, now_s: float, within_s: float | None = None) -> bool:
         window = self._timing.node_down_after_s if within_s is None else within_s
-        return any(now_s - self._last_heard.get((peer, net), -1e18) < window for net in self._nets)
+        # Compare against the same sum next_deadline() asks for, so the tick at the deadline sees it.
+        return any(now_s < self._last_heard.get((peer, net), -1e18) + window for net in self._nets)
 
     def heard_set(self, now_s: float) -> tuple[int, ...]:
         """This node and every peer it hears, sorted."""
@@ -80,6 +81,10 @@ class LinkMonitor:
 
     def failed(self, peer: int, net: Net) -> bool:
         return (peer, net) in self._failed
+
+    def usable(self, peer: int, net: Net) -> bool:
+        """Heard on this interface, and not declared failed since."""
+        return (peer, net) in self._last_heard and (peer, net) not in self._failed
 
     def beat_of(self, peer: int, now_s: float) -> Heartbeat | None:
         """The peer's latest heartbeat, if the peer is still heard."""
@@ -115,7 +120,7 @@ class LinkMonitor:
                     state = InterfaceState.UNAVAILABLE
                 elif (peer, net) in self._failed:
                     state = InterfaceState.FAILED
-                elif at is not None and now_s - at < self._timing.interface_failed_after_s:
+                elif at is not None and now_s < at + self._timing.interface_failed_after_s:
                     state = InterfaceState.UP
                 else:
                     state = InterfaceState.UNREACHABLE

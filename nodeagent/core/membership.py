@@ -51,7 +51,6 @@ class MembershipCore:
         self.quorum_owner: int | None = None
         self.known_epoch = known_epoch  # highest epoch this node ever installed (its local database)
         self.accepted_epoch = known_epoch  # highest epoch it promised (acked or proposed)
-        self.paused = False
         self._installed_s = 0.0
         self._beat_seq = 0
         self._next_beat_s = 0.0
@@ -63,7 +62,7 @@ class MembershipCore:
         self._joiners: set[int] = set()
         self._departed: set[int] = set()  # members that sent Leave during this epoch
         self._exit_when_released = False
-        self._promised_to = 0  # the proposer we acked ``accepted_epoch`` to (it may resend)
+        self._promised: Propose | None = None  # the proposal we acked ``accepted_epoch`` for
         self.counters: dict[str, int] = {
             "regroups": 0,
             "arbitrations_won": 0,
@@ -71,12 +70,16 @@ class MembershipCore:
             "halts": 0,
             "memberships_installed": 0,
         }
+        self._beat_sent_s: dict[int, float] = {}  # our heartbeat seq -> when we sent it
+        self._owner_seq = 0  # the latest heartbeat seq we got from the quorum owner
+        self._owner_life = (0, 0)  # (node, incarnation) of the owner that _owner_seq counts
         self._ready = Ready()
 
     def _send(self, peer: int, msg: Message) -> None:
-        """Cluster traffic: the first cluster network whose interface to ``peer`` has not failed."""
+        """Cluster traffic: the first cluster network on which ``peer`` is heard (and not failed); when
+        there is none (a node that just started, or every interface failed), every cluster network."""
         for net in self._nets:
-            if not self.links.failed(peer, net):
+            if self.links.usable(peer, net):
                 self._ready.sends.append(Send(net, peer, msg))
                 return
         self._send_all_nets(peer, msg)
@@ -96,6 +99,7 @@ class MembershipCore:
     def _propose(self, now_s: float, members: tuple[int, ...], base_epoch: int) -> None:
         epoch = max(base_epoch, self.epoch, self.accepted_epoch) + 1
         self.accepted_epoch = epoch  # our own promise: never ack another proposal for this epoch
+        self._promised = None
         incarnations = tuple(
             self.incarnation if m == self.node_id else self._incarnation_of(m) for m in members
         )
@@ -117,12 +121,12 @@ class MembershipCore:
     def _on_propose(self, sender: int, msg: Propose, now_s: float) -> None:
         if self.phase == Phase.ARBITRATING:
             return
-        if msg.epoch <= self.accepted_epoch and not (
-            msg.epoch == self.accepted_epoch and self._promised_to == sender
-        ):
+        # A promise: ack only an epoch above every one acked or proposed before; the same proposal
+        # again (a retransmission) is acked again, anything else for that epoch is refused.
+        if msg.epoch < self.accepted_epoch or (msg.epoch == self.accepted_epoch and msg != self._promised):
             return
         self.accepted_epoch = msg.epoch
-        self._promised_to = sender
+        self._promised = msg
         self._send(sender, Ack(msg.epoch))
 
     def _on_ack(self, sender: int, msg: Ack, now_s: float) -> None:
@@ -211,6 +215,10 @@ class MembershipCore:
         self.known_epoch = max(self.known_epoch, msg.epoch)
         self.accepted_epoch = max(self.accepted_epoch, msg.epoch)
         self._installed_s = now_s
+        if self.arbiter is not None and msg.quorum_owner != self.node_id:
+            self.arbiter.abandon()  # another node owns the quorum: a challenge of ours is moot
+        if self._proposal is not None and self._proposal.epoch <= msg.epoch:
+            self._proposal = None  # overtaken by the membership just installed
         self._regroup = None
         self._regroup_round = 0
         self._departed.clear()

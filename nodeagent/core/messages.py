@@ -31,6 +31,11 @@ class MsgType(enum.IntEnum):
     ACK = 5
     COMMIT = 6
     LEAVE = 7
+    DB_UPDATE = 8
+    DB_SNAPSHOT = 9
+    DB_REQUEST = 10
+    ADMIN = 11
+    ADMIN_RESULT = 12
 
 
 class Phase(enum.IntEnum):
@@ -53,6 +58,8 @@ class Heartbeat:
     members: tuple[int, ...]
     quorum_owner: int  # node id, 0 for none known
     paused: bool
+    db_version: int = 0  # the version of the sender's copy of the cluster database
+    owner_seq: int = 0  # the latest heartbeat seq the sender got from quorum_owner: the leader's lease echo
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,8 +107,78 @@ class Leave:
     epoch: int
 
 
-Message = Heartbeat | JoinRequest | RegroupVote | Propose | Ack | Commit | Leave
+@dataclass(frozen=True, slots=True)
+class DbUpdate:
+    """One cluster-database update from the sequencer (the quorum owner), in version order."""
+
+    TYPE: ClassVar[MsgType] = MsgType.DB_UPDATE
+    version: int  # the database version after this update
+    payload: bytes  # msgpack [op, args]
+
+
+@dataclass(frozen=True, slots=True)
+class DbSnapshot:
+    TYPE: ClassVar[MsgType] = MsgType.DB_SNAPSHOT
+    version: int
+    payload: bytes  # msgpack of ClusterDb.to_dict()
+
+
+@dataclass(frozen=True, slots=True)
+class DbRequest:
+    """'My copy is at ``version``: send me yours if it is newer.'"""
+
+    TYPE: ClassVar[MsgType] = MsgType.DB_REQUEST
+    version: int
+
+
+@dataclass(frozen=True, slots=True)
+class Admin:
+    """An admin (or internal) request, sent to the quorum owner to be validated and replicated."""
+
+    TYPE: ClassVar[MsgType] = MsgType.ADMIN
+    request_id: int  # 0: no answer wanted
+    payload: bytes  # msgpack [cmd, args]
+
+
+@dataclass(frozen=True, slots=True)
+class AdminResult:
+    TYPE: ClassVar[MsgType] = MsgType.ADMIN_RESULT
+    request_id: int
+    ok: bool
+    payload: bytes  # msgpack of the result dict
+    error: str
+    rule: str
+
+
+Message = (
+    Heartbeat
+    | JoinRequest
+    | RegroupVote
+    | Propose
+    | Ack
+    | Commit
+    | Leave
+    | DbUpdate
+    | DbSnapshot
+    | DbRequest
+    | Admin
+    | AdminResult
+)
 
 MESSAGE_TYPES: dict[MsgType, type[Message]] = {
-    cls.TYPE: cls for cls in (Heartbeat, JoinRequest, RegroupVote, Propose, Ack, Commit, Leave)
+    cls.TYPE: cls
+    for cls in (
+        Heartbeat,
+        JoinRequest,
+        RegroupVote,
+        Propose,
+        Ack,
+        Commit,
+        Leave,
+        DbUpdate,
+        DbSnapshot,
+        DbRequest,
+        Admin,
+        AdminResult,
+    )
 }

@@ -22,15 +22,17 @@ acking its proposal). Regroup and proposals are explained in regroup.py, arbitra
 lease in quorum.py, heartbeats and interface states in links.py.
 
 Every public method takes ``now_s`` and returns a ``Ready``; nothing here reads a clock or does I/O.
-Cluster messages go on the first cluster network (by priority) whose interface to the peer has not
-failed, falling back to the next, as MSCS does; heartbeats go on every cluster network.
+Cluster messages go on the first cluster network (by priority) on which the peer is heard and not
+failed, falling back to every cluster network when there is none, as MSCS does; heartbeats go on every
+cluster network.
 """
 
 from __future__ import annotations
 
 from nodeagent.config import Net
+from nodeagent.core import admin
 from nodeagent.core.effects import DiskOutcome, DiskResult, Ready, Send
-from nodeagent.core.membership import IN_CLUSTER, MembershipCore
+from nodeagent.core.membership import IN_CLUSTER
 from nodeagent.core.messages import (
     Ack,
     Commit,
@@ -45,13 +47,16 @@ from nodeagent.core.messages import (
 from nodeagent.core.quorum import ArbiterOutput, Notice
 from nodeagent.core.record import MembershipRecord
 from nodeagent.core.regroup import Regroup, largest_clique
+from nodeagent.core.services import ServicesCore
 from nodeagent.core.snapshot import NodeSnapshot, NodeState
+from nodeagent.errors import RemoteProtocolError
 
 _LIVE_PHASES = (Phase.JOINING, Phase.ARBITRATING, Phase.MEMBER, Phase.REGROUPING)
 _PHASES = frozenset(int(p) for p in Phase)
+_BEATS_REMEMBERED = 64  # send times kept for the leader lease (8 s of beats at speed 10)
 
 
-class NodeCore(MembershipCore):
+class NodeCore(ServicesCore):
     # == public surface ===============================================================================
     def start(self, now_s: float) -> Ready:
         self._emit("service_started", incarnation=self.incarnation, known_epoch=self.known_epoch)
@@ -67,6 +72,11 @@ class NodeCore(MembershipCore):
             if msg.phase not in _PHASES:
                 return self._finish(now_s)
             self.links.record_beat(sender, incarnation, msg, now_s)
+            self._on_beat_version(sender, msg.db_version, now_s)
+            if sender == self.quorum_owner:
+                same = (sender, incarnation) == self._owner_life
+                self._owner_seq = max(self._owner_seq, msg.seq) if same else msg.seq
+                self._owner_life = (sender, incarnation)
             self._on_heartbeat(sender, msg, now_s)
         elif isinstance(msg, JoinRequest):
             self._on_join_request(sender, now_s)
@@ -80,6 +90,11 @@ class NodeCore(MembershipCore):
             self._on_commit(msg, now_s)
         elif isinstance(msg, Leave):
             self._on_leave(sender, msg, now_s)
+        elif self.phase in IN_CLUSTER:
+            try:
+                self._on_service_message(sender, msg, now_s)
+            except RemoteProtocolError as e:
+                self._emit("bad_message", sender=self.config.node(sender).name, reason=str(e))
         self._progress(now_s)
         return self._finish(now_s)
 
@@ -108,6 +123,8 @@ class NodeCore(MembershipCore):
                 if peer != self.node_id:
                     self._send_all_nets(peer, Leave(self.epoch))
         was = self.phase
+        if self.phase in IN_CLUSTER:
+            self._stop_services()
         # any -> STOPPED
         self.phase = Phase.STOPPED
         self._proposal = None
@@ -125,11 +142,15 @@ class NodeCore(MembershipCore):
         return self._finish(now_s)
 
     def set_paused(self, paused: bool, now_s: float) -> Ready:
-        if paused != self.paused:
-            self.paused = paused
-            word = "paused" if paused else "resumed"
-            self._emit(f"node_{word}")
-        return self._finish(now_s)
+        # Pause is cluster state (the database), as `cluster node /pause`: ask the quorum owner.
+        return self.on_admin(0, "node.pause" if paused else "node.resume", {"node": self.name}, now_s)
+
+    @property
+    def paused(self) -> bool:
+        return self.name in self.db.paused
+
+    def _has_quorum(self, now_s: float) -> bool:
+        return self.holds_quorum(now_s)
 
     def holds_quorum(self, now_s: float) -> bool:
         if self.phase not in _LIVE_PHASES:
@@ -138,16 +159,21 @@ class NodeCore(MembershipCore):
             return self.arbiter.holds_quorum(now_s)
         if self.phase not in IN_CLUSTER or self.quorum_owner != self.node_id:
             return False
-        # The leader's lease: a majority (itself included) heard lately, each still following it.
-        window = self._t.interface_failed_after_s
+        # The leader's lease, judged on its own clock: a majority (itself included) whose latest
+        # heartbeat echoes one of the leader's heartbeats sent within the window. Heartbeats that
+        # waited in a socket buffer while the leader was frozen echo old beats, so they do not count.
+        # Three intervals: an echo reaches the leader up to two intervals plus a network delay after
+        # the beat it echoes was sent; still far inside the six intervals the others need to detect it.
+        oldest = now_s - 3 * self._t.heartbeat_interval_s
         following = 0
         for m in self.members:
             pb = self.links.beats.get(m)
             if (
-                pb is not None
-                and self.links.hears(m, now_s, window)
+                m != self.node_id
+                and pb is not None
                 and pb.beat.epoch == self.epoch
                 and pb.beat.quorum_owner == self.node_id
+                and self._beat_sent_s.get(pb.beat.owner_seq, -1e18) > oldest
             ):
                 following += 1
         return following + 1 >= self.config.majority
@@ -168,6 +194,8 @@ class NodeCore(MembershipCore):
             node_states=states,
             interfaces=self.links.views(now_s),
             counters=dict(self.counters),
+            db_version=self.db.version,
+            groups=tuple(admin.describe_group(self.db, g) for g in self.db.groups.values()),
         )
 
     # == the clock ====================================================================================
@@ -196,6 +224,7 @@ class NodeCore(MembershipCore):
             self._regroup_progress(now_s)
         if self._proposal is not None and now_s >= self._proposal.deadline_s:
             self._proposal_timed_out(now_s)
+        self._services_step(now_s)
 
     def _finish(self, now_s: float) -> Ready:
         ready, self._ready = self._ready, Ready()
@@ -213,19 +242,22 @@ class NodeCore(MembershipCore):
             self.arbiter.next_deadline() if self.arbiter is not None else None,
             self._join_deadline_s if self.phase == Phase.JOINING else None,
             self._proposal.deadline_s if self._proposal is not None else None,
+            self.rm.next_deadline() if self.phase in IN_CLUSTER else None,
         ):
             if t is not None:
                 times.append(t)
-        if self._regroup is not None:
-            rg = self._regroup
-            times.append(
-                rg.wait_until_s if rg.coordinator is not None and rg.wait_until_s else rg.activity_end_s
-            )
+        rg = self._regroup
+        if rg is not None and rg.coordinator is None:
+            times.append(rg.activity_end_s)
+        elif rg is not None and rg.wait_until_s is not None and self._proposal is None:
+            times.append(rg.wait_until_s)  # while a proposal runs, its own deadline governs
         return min(times)
 
     # == sending ======================================================================================
     def _send_beats(self, now_s: float) -> None:
         self._beat_seq += 1
+        self._beat_sent_s[self._beat_seq] = now_s
+        self._beat_sent_s.pop(self._beat_seq - _BEATS_REMEMBERED, None)
         beat = Heartbeat(
             seq=self._beat_seq,
             phase=int(self.phase),
@@ -233,6 +265,8 @@ class NodeCore(MembershipCore):
             members=self.members if self.phase in IN_CLUSTER else (),
             quorum_owner=self.quorum_owner or 0,
             paused=self.paused,
+            db_version=self.db.version,
+            owner_seq=self._owner_seq,
         )
         for peer in self.links.peers:
             for net in self._nets:
@@ -430,6 +464,7 @@ class NodeCore(MembershipCore):
         else:
             name = self.config.node(owner).name if owner else "unknown"
             self._emit("arbitration_started", disk=self.config.quorum_disk, reason=f"challenging {name}")
+            self.arbiter.abandon()  # a challenge left from an earlier round starts over
             self._on_arbiter(self.arbiter.challenge(now_s), now_s)
 
     # == quorum arbitration outcomes ==================================================================
@@ -471,6 +506,7 @@ class NodeCore(MembershipCore):
     def _halt(self, now_s: float, reason: str) -> None:
         if self.phase not in _LIVE_PHASES:
             return
+        self._stop_services()
         # (any live phase) -> HALTED
         self.phase = Phase.HALTED
         self.counters["halts"] += 1
@@ -494,7 +530,8 @@ class NodeCore(MembershipCore):
         if self.phase in IN_CLUSTER and node in self.members:
             if self._member_gone(node, now_s):
                 return NodeState.DOWN
-            return NodeState.PAUSED if beat is not None and beat.paused else NodeState.UP
+            paused = self.config.node(node).name in self.db.paused or (beat is not None and beat.paused)
+            return NodeState.PAUSED if paused else NodeState.UP
         if beat is None:
             return NodeState.DOWN
         if beat.phase in IN_CLUSTER:

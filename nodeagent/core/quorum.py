@@ -77,6 +77,7 @@ class QuorumArbiter:
         self._pending: dict[int, tuple[str, float]] = {}  # op_id -> (purpose, issued at)
         self.record: bytes = b""
         self.record_read = False
+        self._takeover_at_s = 0.0
 
     # -- queries -------------------------------------------------------------------------------------
     def owns(self, op_id: int) -> bool:
@@ -97,7 +98,7 @@ class QuorumArbiter:
         if self.state in (ArbiterState.WON_PENDING, ArbiterState.OWNER):
             times.append(self._lease_until_s)
         if self.state == ArbiterState.WON_PENDING and self.record_read:
-            times.append(self.challenge_started_s + self._t.challenge_takeover_s)
+            times.append(self._takeover_at_s)
         return min(times) if times else None
 
     # -- commands ------------------------------------------------------------------------------------
@@ -145,11 +146,7 @@ class QuorumArbiter:
         if self._renew_at_s is not None and now_s >= self._renew_at_s:
             self._renew_at_s = now_s + self._t.quorum_renew_interval_s
             ops.append(self._op(DiskOpKind.RESERVE, "renew", now_s, key=self.key, scsi3=self.scsi3))
-        if (
-            self.state == ArbiterState.WON_PENDING
-            and self.record_read
-            and now_s >= self.challenge_started_s + self._t.challenge_takeover_s
-        ):
+        if self.state == ArbiterState.WON_PENDING and self.record_read and now_s >= self._takeover_at_s:
             # WON_PENDING -> OWNER
             self.state = ArbiterState.OWNER
             return ArbiterOutput(tuple(ops), Notice.WON)
@@ -157,12 +154,12 @@ class QuorumArbiter:
 
     def on_result(self, result: DiskResult, now_s: float) -> ArbiterOutput:
         purpose, issued_s = self._pending.pop(result.op_id)
-        if self.state == ArbiterState.IDLE:
-            return ArbiterOutput()  # stale: we halted meanwhile
-        ok = result.outcome == DiskOutcome.OK
-        if purpose == "release":
+        if purpose == "release":  # always answered, even if a renewal failed meanwhile
             self.abandon()
             return ArbiterOutput(notice=Notice.RELEASED)
+        if self.state in (ArbiterState.IDLE, ArbiterState.RELEASING):
+            return ArbiterOutput()  # stale: we halted meanwhile, or we are giving the disk up
+        ok = result.outcome == DiskOutcome.OK
         if purpose == "renew":
             if ok:
                 self._lease_until_s = max(self._lease_until_s, issued_s + self._t.quorum_lease_s)
@@ -177,8 +174,10 @@ class QuorumArbiter:
             why = f"reservation held by {result.holder}" if result.holder else result.outcome.value
             return ArbiterOutput(notice=Notice.LOST, reason=why)
         if purpose == "reset":
-            # SCSI-2: give a live defender challenge_wait_s to re-reserve.
-            self._reserve_at_s = self.challenge_started_s + self._t.challenge_wait_s
+            # SCSI-2: give a live defender challenge_wait_s to re-reserve, counted from when the reset is
+            # known to have happened (its result), not from when it was issued: a slow disk must not
+            # shorten the defender's chance.
+            self._reserve_at_s = now_s + self._t.challenge_wait_s
             return ArbiterOutput()
         if purpose == "register":
             return ArbiterOutput((self._op(DiskOpKind.READ_RESERVATION, "read_reservation", now_s),))
@@ -193,8 +192,14 @@ class QuorumArbiter:
         if purpose == "challenge_reserve":
             # CHALLENGING -> WON_PENDING: we hold the disk; defend it from now on.
             self.state = ArbiterState.WON_PENDING
+            # SCSI-2: the wait after the reset already outlasted the old owner's lease. SCSI-3: the old
+            # owner's lease ends at most quorum_lease_s after its key was preempted (this result).
+            self._takeover_at_s = self.challenge_started_s + self._t.challenge_takeover_s
+            if self.scsi3:
+                self._takeover_at_s = max(self._takeover_at_s, now_s + self._t.quorum_lease_s)
             self._lease_until_s = issued_s + self._t.quorum_lease_s
-            self._renew_at_s = now_s + self._t.quorum_renew_interval_s
+            # Renew on the lease's clock (from the issue), so a slow reserve does not lose what it won.
+            self._renew_at_s = max(now_s, issued_s + self._t.quorum_renew_interval_s)
             return ArbiterOutput((self._op(DiskOpKind.READ, "read_record", now_s, block=RECORD_BLOCK),))
         if purpose == "read_record":
             if self.state != ArbiterState.WON_PENDING:

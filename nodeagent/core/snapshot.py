@@ -49,6 +49,8 @@ class NodeSnapshot:
     node_states: dict[int, NodeState]  # this node's view of every configured node
     interfaces: tuple[InterfaceView, ...]
     counters: dict[str, int]  # regroups, arbitrations_won, arbitrations_lost, halts, ...
+    db_version: int = 0
+    groups: tuple[dict[str, Any], ...] = ()  # the Cluster Administrator tree, from this node's copy
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -68,4 +70,6 @@ class NodeSnapshot:
                 for i in self.interfaces
             ],
             "counters": dict(self.counters),
+            "db_version": self.db_version,
+            "groups": [dict(g) for g in self.groups],
         }

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 
 import trio
 
+from nodeagent.core.effects import AdminReply
 from nodeagent.errors import WolfpackError
 from nodeagent.runtime.control_client import MAX_REQUEST, unix_address
 
@@ -57,6 +58,8 @@ class ControlTarget(Protocol):
     def faults(self) -> list[dict[str, Any]]: ...
     def request_stop(self) -> None: ...
     def set_paused(self, paused: bool) -> None: ...
+    async def admin(self, cmd: str, args: dict[str, Any]) -> AdminReply: ...
+    def resource_fail(self, name: str) -> None: ...
 
 
 def error(message: str) -> Reply:
@@ -101,10 +104,35 @@ def _dispatch(target: ControlTarget, request: dict[str, Any]) -> tuple[Reply, Af
     if op in ("pause", "resume"):
         target.set_paused(op == "pause")
         return {"ok": True}, None
-    known = "status, fault_cut, fault_heal, faults, stop, pause, resume"
+    if op == "resource_fail":
+        name = request.get("name")
+        if not isinstance(name, str) or not name:
+            raise WolfpackError("bad request: resource_fail needs 'name'")
+        target.resource_fail(name)
+        return {"ok": True}, None
+    known = "status, fault_cut, fault_heal, faults, stop, pause, resume, resource_fail, admin"
     if not isinstance(op, str):
         raise WolfpackError(f"bad request: 'op' must be one of {known}")
     raise WolfpackError(f"unknown op {op[:40]!r} (known: {known})")
+
+
+def _admin_request(raw: bytes) -> dict[str, Any] | None:
+    """The request, if it is an admin request (answered asynchronously), else None."""
+    try:
+        request = parse_request(raw)
+    except WolfpackError:
+        return None
+    return request if request.get("op") == "admin" else None
+
+
+async def _admin(target: ControlTarget, request: dict[str, Any]) -> Reply:
+    cmd, args = request.get("cmd"), request.get("args", {})
+    if not isinstance(cmd, str) or not isinstance(args, dict):
+        return error("bad request: admin needs 'cmd' (a string) and 'args' (an object)")
+    reply = await target.admin(cmd, args)
+    if reply.ok:
+        return {"ok": True, "result": reply.result}
+    return {"ok": False, "error": reply.error, "rule": reply.rule}
 
 
 async def read_request(stream: trio.abc.ReceiveStream, limit: int = MAX_REQUEST) -> bytes:
@@ -185,7 +213,11 @@ class ControlServer:
                     except WolfpackError as e:
                         reply, oversize = error(str(e)), True
                     else:
-                        reply, after = dispatch(self.target, raw)
+                        request = _admin_request(raw)
+                        if request is not None:
+                            reply = await _admin(self.target, request)
+                        else:
+                            reply, after = dispatch(self.target, raw)
                     await _send_reply(stream, reply)
                     self.served += 1
                     if after is not None:

@@ -43,12 +43,22 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 import trio
 
 from nodeagent.config import Net
-from nodeagent.core.effects import DiskOp, DiskOutcome, DiskResult, Event, Ready, Send
+from nodeagent.core.effects import (
+    AdminReply,
+    DiskOp,
+    DiskOutcome,
+    DiskResult,
+    Event,
+    Ready,
+    ResourceAction,
+    ResourceReport,
+    Send,
+)
 from nodeagent.core.messages import Message, Phase
 from nodeagent.core.snapshot import NodeSnapshot
 from nodeagent.runtime.files import Membership
@@ -77,6 +87,8 @@ class Core(Protocol):
     def on_tick(self, now_s: float) -> Ready: ...
     def stop(self, now_s: float) -> Ready: ...
     def set_paused(self, paused: bool, now_s: float) -> Ready: ...
+    def on_admin(self, request_id: int, cmd: str, args: dict[str, Any], now_s: float) -> Ready: ...
+    def on_resource_report(self, report: ResourceReport, now_s: float) -> Ready: ...
     def snapshot(self, now_s: float) -> NodeSnapshot: ...
 
 
@@ -86,6 +98,10 @@ class SendSink(Protocol):
 
 class DiskSink(Protocol):
     def submit(self, op: DiskOp) -> bool: ...
+
+
+class ResourceSink(Protocol):
+    def submit(self, action: ResourceAction) -> None: ...
 
 
 class EventSink(Protocol):
@@ -108,6 +124,11 @@ class Driver:
         self.name = name  # for log lines
         self.now = now
         self.disks: DiskSink | None = None  # attached by node.py: the executor needs the driver too
+        self.resources: ResourceSink | None = None  # the resource monitor, attached by node.py
+        self.on_database: Callable[[dict[str, Any]], None] | None = None  # persist the cluster database
+        self._admin_seq = 0
+        self._admin_waiters: dict[int, tuple[trio.Event, list[AdminReply]]] = {}
+        self._pending_reports: deque[ResourceReport] = deque()
         self._inbound = inbound
         self._sends = sends
         self._events = events
@@ -149,6 +170,25 @@ class Driver:
     def set_paused(self, paused: bool) -> None:
         self._step(lambda now: self.core.set_paused(paused, now))
 
+    def on_resource_report(self, report: ResourceReport) -> None:
+        self._step(functools.partial(self._report_call, report))
+
+    async def admin(self, cmd: str, args: dict[str, Any], timeout_s: float = 10.0) -> AdminReply:
+        """Pass an admin request to the core and wait for its answer (it may come from the quorum owner)."""
+        self._admin_seq += 1
+        request_id = self._admin_seq
+        done, box = trio.Event(), list[AdminReply]()
+        self._admin_waiters[request_id] = (done, box)
+        try:
+            self._step(lambda now: self.core.on_admin(request_id, cmd, args, now))
+            with trio.move_on_after(timeout_s):
+                await done.wait()
+        finally:
+            self._admin_waiters.pop(request_id, None)
+        if not box:
+            return AdminReply(request_id, False, {}, "no answer from the cluster in time", "timeout")
+        return box[0]
+
     def snapshot(self) -> NodeSnapshot:
         return self.core.snapshot(self.now())
 
@@ -188,15 +228,24 @@ class Driver:
         if self.exited.is_set():
             return
         self._run_core(call)
-        while self._pending_results and not self.exited.is_set():
-            result = self._pending_results.popleft()
-            self._run_core(functools.partial(self._disk_result_call, result))
+        while (self._pending_results or self._pending_reports) and not self.exited.is_set():
+            if self._pending_results:
+                result = self._pending_results.popleft()
+                self._run_core(functools.partial(self._disk_result_call, result))
+            else:
+                report = self._pending_reports.popleft()
+                self._run_core(functools.partial(self._report_call, report))
+
+    def _report_call(self, report: ResourceReport, now: float) -> Ready:
+        return self.core.on_resource_report(report, now)
 
     def _disk_result_call(self, result: DiskResult, now: float) -> Ready:
         return self.core.on_disk_result(result, now)
 
     def _run_core(self, call: Callable[[float], Ready]) -> None:
         now = self.now()
+        if hasattr(self.core, "wall_hour"):
+            self.core.wall_hour = time.localtime().tm_hour  # failback windows are in local hours
         try:
             ready = call(now)
             self.steps += 1
@@ -217,6 +266,22 @@ class Driver:
             if self.disks is None or not self.disks.submit(op):
                 log.warning("%s: disk queue full: %s on %s answered UNAVAILABLE", self.name, op.kind, op.disk)
                 self._pending_results.append(DiskResult(op_id=op.op_id, outcome=DiskOutcome.UNAVAILABLE))
+        for action in ready.resource_actions:
+            if self.resources is not None:
+                self.resources.submit(action)
+            elif action.action != "terminate":
+                # No monitor (tests without one): the resource cannot run here.
+                report = ResourceReport(
+                    action.resource, action.action, action.token, False, "no resource monitor"
+                )
+                self._pending_reports.append(report)
+        for reply in ready.admin_replies:
+            waiter = self._admin_waiters.get(reply.request_id)
+            if waiter is not None:
+                waiter[1].append(reply)
+                waiter[0].set()
+        if ready.db_snapshot is not None and self.on_database is not None:
+            self.on_database(ready.db_snapshot)
         self._deadline_s = ready.next_deadline_s
         if self._wait_scope is not None:
             self._wait_scope.deadline = self._trio_deadline()

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +30,12 @@ from typing import Any
 
 from nodeagent.errors import ConfigError
 
+log = logging.getLogger("nodeagent.files")
+
 INCARNATION_FILE = "incarnation"
 PID_FILE = "pid"
 DB_FILE = "db.json"
+CLUSTER_DB_FILE = "clusterdb.json"  # the local copy of the cluster database (groups, resources)
 EVENTS_FILE = "events.jsonl"
 CONTROL_SOCKET = "control.sock"
 MAX_SMALL_FILE = 1 << 20  # bytes; these files are tiny, anything bigger is damage
@@ -149,6 +153,24 @@ def read_known_epoch(directory: Path) -> int:
 
 def write_db(directory: Path, membership: Membership) -> None:
     atomic_write_text(directory / DB_FILE, json.dumps(membership.as_json()) + "\n")
+
+
+def read_cluster_db(directory: Path) -> dict[str, Any] | None:
+    """The node's saved copy of the cluster database; None when there is none (or it is unreadable:
+    the node then learns the database again from the cluster)."""
+    path = directory / CLUSTER_DB_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        log.warning("%s is not JSON; ignoring it", directory / CLUSTER_DB_FILE)
+        return None
+    return data if isinstance(data, dict) else None
+
+
+def write_cluster_db(directory: Path, database: dict[str, Any]) -> None:
+    atomic_write_text(directory / CLUSTER_DB_FILE, json.dumps(database) + "\n")
 
 
 def _is_int(value: Any) -> bool:

@@ -43,7 +43,8 @@ from typing import Any
 import trio
 
 from nodeagent.config import ClusterConfig, Net, load_cluster_file
-from nodeagent.core.effects import Event
+from nodeagent.core.effects import AdminReply, Event
+from nodeagent.errors import WolfpackError
 from nodeagent.runtime import files
 from nodeagent.runtime.control import ControlServer
 from nodeagent.runtime.diskexec import DiskExecutor, DiskOpener, file_disk_opener
@@ -51,10 +52,12 @@ from nodeagent.runtime.driver import Core, Driver
 from nodeagent.runtime.eventlog import EventWriter
 from nodeagent.runtime.faults import FaultTable, cut_from_request, faults_to_json
 from nodeagent.runtime.messenger import Inbound, Messenger
+from nodeagent.runtime.resources import NameService, ResourceMonitor
 from nodeagent.runtime.transport import Endpoint, Transport, UdpTransport
 
 STOP_BOUND_S = 3.0  # CONTRACT.md: a graceful stop takes at most this long
 INBOUND_QUEUE = 1024  # authenticated datagrams waiting for the driver
+MONITOR_DRAIN_S = 1.0  # after the core's exit, how long the resource monitor may finish its actions
 
 log = logging.getLogger("nodeagent.node")
 
@@ -106,6 +109,7 @@ class NodeRuntime:
         self.events = events
         self.executor = executor
         self.forced_stop = False
+        self.monitor: ResourceMonitor | None = None  # attached by serve_node
         self._stop_scope: trio.CancelScope | None = None
         self._stop_requested = False
 
@@ -129,6 +133,7 @@ class NodeRuntime:
             send_errors=dict(sorted(m.send_errors.items())),
             datagrams={"sent": m.sent, "received": m.received},
             stopping=self.driver.stopping,
+            resources=self.monitor.snapshot() if self.monitor is not None else [],
         )
         return node
 
@@ -153,6 +158,14 @@ class NodeRuntime:
 
     def set_paused(self, paused: bool) -> None:
         self.driver.set_paused(paused)
+
+    async def admin(self, cmd: str, args: dict[str, Any]) -> AdminReply:
+        return await self.driver.admin(cmd, args)
+
+    def resource_fail(self, name: str) -> None:
+        """`cluster resource /fail`: the resource fails here, as if its DLL said so."""
+        if self.monitor is None or not self.monitor.fail(name):
+            raise WolfpackError(f"resource {name!r} is not running on {self.name}")
 
     def request_stop(self) -> None:
         """Graceful stop; the node is gone at most ``STOP_BOUND_S`` later."""
@@ -245,6 +258,9 @@ async def serve_node(
         )  # fmt: skip
         with EventWriter(node_dir / files.EVENTS_FILE, node.name, incarnation) as events:
             core = opts.core_factory(config, node.id, incarnation, known_epoch)
+            database = files.read_cluster_db(node_dir)
+            if database is not None and hasattr(core, "adopt_database"):
+                core.adopt_database(database)
             faults = FaultTable()
             inbound_send, inbound_recv = trio.open_memory_channel[Inbound](INBOUND_QUEUE)
             messenger = Messenger(config, node.id, incarnation, faults, inbound_send)
@@ -266,15 +282,36 @@ async def serve_node(
                 in_thread=opts.disks_in_thread,
             )
             driver.disks = executor
+            driver.on_database = lambda data: files.write_cluster_db(node_dir, data)
+            monitor = ResourceMonitor(
+                config,
+                node.name,
+                driver.on_resource_report,
+                disk_opener=opener,
+                transport=opts.transport,
+                disks_in_thread=opts.disks_in_thread,
+                log_dir=node_dir,  # Generic Application output: nodes/NAME/app-RESOURCE.log
+            )
+            driver.resources = monitor
+            names = NameService(
+                config.address(node.id, Net.PUBLIC)[0],  # 127.C.2.N:3345
+                node.name,
+                monitor.names,
+                getattr(core, "resolve", None),
+                transport=opts.transport,
+            )
             runtime = NodeRuntime(
                 config, node.id, node_dir, incarnation, driver, messenger, faults, events, executor
             )
+            runtime.monitor = monitor
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(messenger.run_sender)
                     for net, endpoint in endpoints.items():
                         await nursery.start(messenger.run_receiver, net, endpoint)
                     await nursery.start(executor.run)
+                    await nursery.start(monitor.run)  # before the driver: core.start may emit actions
+                    await nursery.start(names.serve)
                     await nursery.start(driver.run)
                     if opts.control_socket:
                         await nursery.start(ControlServer(runtime.control_path, runtime).serve)
@@ -282,6 +319,9 @@ async def serve_node(
                         await nursery.start(_watch_signals, runtime)
                     task_status.started(runtime)
                     await runtime._wait_exit()
+                    if not runtime.forced_stop:
+                        with trio.move_on_after(MONITOR_DRAIN_S):  # let the last terminates release disks
+                            await monitor.idle()
                     nursery.cancel_scope.cancel()
             finally:
                 executor.close()

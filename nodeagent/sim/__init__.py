@@ -2,8 +2,10 @@
 
 ``simulate(seed, ...)`` runs a whole seeded run with random faults and returns a ``SimReport``;
 ``format_report`` prints its trace and verdict (``wolfpack simulate``). ``Simulation`` is the
-step-by-step driver tests use with explicit faults. Modules: clock (event queue), network, process
-(one node process), faults (the random schedule), invariants, trace, report, runner, simulation.
+step-by-step driver tests use with explicit faults. Modules: clock (event queue), network (paths
+and network faults), process (one node process), faults (the random schedule), invariants (the
+checker), trace (line format), report (SimReport), runner (``simulate``), simulation (the driver),
+ports (the core and disk it drives), wirecheck (optional pass through the real wire codec).
 """
 
 from nodeagent.sim.clock import EventQueue, SimulationStuck

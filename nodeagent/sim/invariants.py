@@ -209,7 +209,8 @@ class InvariantChecker:
         return f"quorum owner {owner} but disk {disk} held by {holder or 'no one'}"
 
     # -- after the settle period ---------------------------------------------------------------------
-    def check_final(self, time_s: float, views: Sequence[NodeView]) -> list[Violation]:
+    def check_final(self, time_s: float, views: Sequence[NodeView], note: str = "") -> list[Violation]:
+        """Rule 4. ``note`` is appended to the evidence (the simulation says whether it had converged)."""
         problems: list[str] = []
         live = sorted((v for v in views if v.alive), key=lambda v: v.node_id)
         live_ids = tuple(v.node_id for v in live)
@@ -230,7 +231,7 @@ class InvariantChecker:
             problems.append(f"{len(holders)} nodes hold the quorum ({self._names_of(holders)})")
         found: list[Violation] = []
         if problems:
-            violation = self.record(time_s, "final", "; ".join(problems))
+            violation = self.record(time_s, "final", "; ".join(problems) + note)
             if violation is not None:
                 found.append(violation)
         return found

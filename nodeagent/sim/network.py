@@ -170,6 +170,18 @@ class Network:
 
 
 # -- building faults ---------------------------------------------------------------------------------
+def parse_net(net: Net | str | None) -> Net | None:
+    """A network as the operator names it: "private", "public", or "all" / None for every network."""
+    if net is None or isinstance(net, Net):
+        return net
+    if net.lower() == "all":
+        return None
+    try:
+        return Net[net.upper()]
+    except KeyError:
+        raise ConfigError(f"unknown network {net!r} (private, public or all)") from None
+
+
 def _nets(config: ClusterConfig, net: Net | None) -> tuple[Net, ...]:
     return tuple(n.net for n in config.networks) if net is None else (net,)
 

@@ -26,6 +26,9 @@ Frozen processes take no input: their events wait in the process inbox (sim/proc
 in order at thaw time. Killed processes lose their core and inbox; ``restart`` builds a new core with
 incarnation + 1 and ``known_epoch`` = the epoch it last installed.
 
+With ``wire=True`` every datagram also goes through the real encoder and decoder (sim/wirecheck.py);
+a message the wire refuses or changes is a ``wire_error`` violation.
+
 Tests drive the public methods (``kill``, ``freeze``, ``partition``, ``run_until`` ...) step by step;
 ``runner.simulate`` drives a whole seeded run.
 """
@@ -33,13 +36,12 @@ Tests drive the public methods (``kill``, ``freeze``, ``partition``, ``run_until
 from __future__ import annotations
 
 import random
-import traceback
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 from nodeagent.config import ClusterConfig, Net
 from nodeagent.core.effects import DiskOp, DiskOutcome, DiskResult, Ready
+from nodeagent.core.messages import Message
 from nodeagent.sim import network as netmod
 from nodeagent.sim.clock import EventQueue
 from nodeagent.sim.faults import NETWORK_KINDS, ActionKind, FaultAction, network_fault
@@ -47,7 +49,8 @@ from nodeagent.sim.invariants import InvariantChecker, NodeView, Violation, conv
 from nodeagent.sim.network import Delivery, NetParams, Network
 from nodeagent.sim.ports import CoreFactory, DiskFactory, MemorySimDisk, SimCore, SimDisk, node_core_factory
 from nodeagent.sim.process import SPIN_LIMIT, ProcState, QueuedDatagram, QueuedDiskResult, QueuedTick, SimNode
-from nodeagent.sim.trace import action_line, event_line
+from nodeagent.sim.trace import action_line, describe_exception, event_line
+from nodeagent.sim.wirecheck import WireCheck
 
 DISK_LATENCY_S = (0.0005, 0.002)
 MAX_TRACE_LINES = 500_000
@@ -103,19 +106,22 @@ class Simulation:
         start_stagger_s: float | None = None,
         autostart: bool = True,
         raise_core_errors: bool = False,
+        wire: bool = False,
+        strict_backing: bool = False,
     ) -> None:
         self.config = config
         self.seed = seed
         self.rng = random.Random(seed)
         self.queue: EventQueue[_SimEvent] = EventQueue()
         self.network = Network(config, self.rng, net_params)
-        self.checker = InvariantChecker(config)
+        self.checker = InvariantChecker(config, strict_backing=strict_backing)
         self.trace: list[str] = []
         self.trace_dropped = 0
         self.counters: dict[str, int] = {}
         self._core_factory = core_factory or node_core_factory
         self._disk_factory: DiskFactory = disk_factory or MemorySimDisk
         self._raise_core_errors = raise_core_errors
+        self._wire = WireCheck(config) if wire else None
         self.nodes: dict[int, SimNode] = {
             n.id: SimNode(n.id, n.name) for n in sorted(config.nodes, key=lambda n: n.id)
         }
@@ -251,7 +257,12 @@ class Simulation:
         if self.run_until_condition(self.converged, self.now + self.settle_bound_s()):
             converged_at = self.now
         self.run_for(2 * self.config.timing.node_down_after_s)
-        for v in self.checker.check_final(self.now, self.views()):
+        note = (
+            f" (it had converged at {converged_at:.4f} and did not stay so)"
+            if converged_at is not None
+            else f" (it never converged within {self.settle_bound_s():.4f} s)"
+        )
+        for v in self.checker.check_final(self.now, self.views(), note):
             self._trace(action_line(self.now, f"VIOLATION {v.name}: {v.evidence}"))
         return converged_at
 
@@ -337,7 +348,9 @@ class Simulation:
         return self.add_fault(netmod.isolate(self.config, self.node_id(node)))
 
     def cut(self, a: NodeRef, b: NodeRef, net: Net | str | None = None) -> int:
-        return self.add_fault(netmod.cut(self.config, self.node_id(a), self.node_id(b), _net(net)))
+        return self.add_fault(
+            netmod.cut(self.config, self.node_id(a), self.node_id(b), netmod.parse_net(net))
+        )
 
     def degrade(
         self,
@@ -354,7 +367,7 @@ class Simulation:
             self.config,
             self.node_id(src),
             self.node_id(dst),
-            _net(net),
+            netmod.parse_net(net),
             loss=loss,
             extra_delay_s=extra_delay_s,
             dup=dup,
@@ -466,7 +479,9 @@ class Simulation:
                 result = disk.apply(name, ev.op)
             except Exception as e:
                 self.checker.record(
-                    self.now, "disk_error", f"{name} {ev.op.kind.value} on {ev.op.disk}: {_describe(e)}"
+                    self.now,
+                    "disk_error",
+                    f"{name} {ev.op.kind.value} on {ev.op.disk}: {describe_exception(e)}",
                 )
                 result = DiskResult(ev.op.op_id, DiskOutcome.UNAVAILABLE)
         self._count(f"disk_{ev.op.kind.value}_{result.outcome.value}")
@@ -496,7 +511,10 @@ class Simulation:
             self._count(f"event_{event.kind}")
             self._trace(event_line(now, n.name, event))
         for send in ready.sends:
-            for d in self.network.route(now, n.node_id, n.incarnation, send.net, send.dst, send.msg):
+            msg = send.msg if self._wire is None else self._through_wire(n, send.msg)
+            if msg is None:
+                continue
+            for d in self.network.route(now, n.node_id, n.incarnation, send.net, send.dst, msg):
                 self.queue.push(d.at_s, _Deliver(d))
         for op in ready.disk_ops:
             self._count("disk_ops")
@@ -533,8 +551,17 @@ class Simulation:
             self._trace(action_line(self.now, f"VIOLATION busy_timer: {evidence}"))
         return deadline
 
+    def _through_wire(self, n: SimNode, msg: Message) -> Message | None:
+        assert self._wire is not None
+        out, problem = self._wire.through(n.node_id, n.incarnation, msg)
+        if problem and self._wire.first_time(msg, problem):
+            evidence = f"{n.name} sent {msg!r}: {problem}"
+            self.checker.record(self.now, "wire_error", evidence)
+            self._trace(action_line(self.now, f"VIOLATION wire_error: {evidence}"))
+        return out
+
     def _core_error(self, n: SimNode, what: str, e: Exception) -> None:
-        evidence = f"{n.name} {what}: {_describe(e)}"
+        evidence = f"{n.name} {what}: {describe_exception(e)}"
         self.checker.record(self.now, "core_error", evidence)
         self._trace(action_line(self.now, f"CRASH {evidence}"))
         n.kill()
@@ -566,21 +593,3 @@ class Simulation:
 
     def _count(self, key: str) -> None:
         self.counters[key] = self.counters.get(key, 0) + 1
-
-
-def _net(net: Net | str | None) -> Net | None:
-    if net is None or isinstance(net, Net):
-        return net
-    if net == "all":
-        return None
-    return Net[net.upper()]
-
-
-def _describe(e: BaseException) -> str:
-    """Exception type, message and the innermost frame, without absolute paths (deterministic)."""
-    frames = traceback.extract_tb(e.__traceback__)
-    where = ""
-    if frames:
-        last = frames[-1]
-        where = f" at {Path(last.filename).name}:{last.lineno} in {last.name}"
-    return f"{type(e).__name__}: {e}{where}"

@@ -20,7 +20,9 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import traceback
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 from nodeagent.core.effects import Event
@@ -84,3 +86,13 @@ def _format(value: Any, depth: int) -> str:
         return f"{type(value).__name__}({inner})"
     # Anything else: its type name only; its repr may hold an address.
     return f"<{type(value).__name__}>"
+
+
+def describe_exception(e: BaseException) -> str:
+    """Type, message and innermost frame of an exception, without absolute paths (deterministic)."""
+    frames = traceback.extract_tb(e.__traceback__)
+    where = ""
+    if frames:
+        last = frames[-1]
+        where = f" at {Path(last.filename).name}:{last.lineno} in {last.name}"
+    return f"{type(e).__name__}: {e}{where}"

@@ -118,11 +118,12 @@ async def test_three_nodes_form_ride_out_a_cut_link_and_remove_a_dead_node(short
             assert await control(n2, {"op": "fault_heal"}) == {"ok": True, "removed": 1}
             await wait_until(lambda: events_of(n2, "interface_up"), 5, "NODE2 to log 1122")
 
-            # -- pause and resume through the console
+            # -- pause and resume through the console: cluster state, replicated by the quorum owner
             assert await control(n3, {"op": "pause"}) == {"ok": True}
-            assert (await control(n3, {"op": "status"}))["node"]["paused"] is True
+            await wait_until(lambda: n3.driver.snapshot().paused, 5, "NODE3 to be paused")
+            assert all(n.driver.snapshot().node_states[3].value == "Paused" for n in everyone)
             assert await control(n3, {"op": "resume"}) == {"ok": True}
-            assert (await control(n3, {"op": "status"}))["node"]["paused"] is False
+            await wait_until(lambda: not n3.driver.snapshot().paused, 5, "NODE3 to be resumed")
 
             # -- kill a node that does not own the quorum: the others remove it
             victim = next(k for k in nodes if k.runtime.node_id != owner)

@@ -94,3 +94,19 @@ def test_bad_arguments_are_one_line_errors(kwargs: dict[str, object]) -> None:
     with pytest.raises(ConfigError) as info:
         simulate(1, **kwargs)  # type: ignore[arg-type]
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("quorum", ["disk", "majority"])
+def test_a_one_node_cluster_forms_alone(quorum: str) -> None:
+    r = simulate(1, nodes=1, duration_s=5.0, quorum=quorum)
+    assert r.ok, r.violations
+    assert r.stats.faults_applied == 0  # nothing to partition, and N-1 = 0 nodes may be down
+    assert r.stats.final_epoch == 1
+
+
+@pytest.mark.parametrize(("speed", "duration_s"), [(1.0, 60.0), (100.0, 10.0)])
+def test_fault_times_scale_with_speed(speed: float, duration_s: float) -> None:
+    r = simulate(2, nodes=3, duration_s=duration_s, speed=speed)
+    assert r.ok, r.violations
+    assert r.stats.faults_applied > 0
+    assert r.speed == speed

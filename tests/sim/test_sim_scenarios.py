@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import pytest
 
 from nodeagent.core.messages import Phase
-from nodeagent.sim import Simulation
+from nodeagent.sim import Simulation, plan_faults, sim_config
 
 MakeSim = Callable[..., Simulation]  # the make_sim fixture (conftest.py)
 
@@ -285,4 +285,46 @@ def test_majority_survives_losing_one_node_but_not_two(make_sim: MakeSim) -> Non
         lambda: all_members(sim, sorted([owner, second])) and len(sim.quorum_holders()) == 1,
         sim.now + sim.settle_bound_s(),
     )
+    assert_clean(sim)
+
+
+def test_a_restarted_node_joins_over_the_public_network_when_its_private_link_is_cut(
+    make_sim: MakeSim,
+) -> None:
+    sim = make_sim(3)
+    owner = form(sim)
+    joiner = next(n for n in NAMES if n != owner)
+    sim.kill(joiner)
+    sim.cut(owner, joiner, "private")
+    sim.run_for(3.0)
+    sim.restart(joiner)
+    assert sim.run_until_condition(lambda: all_members(sim, NAMES), sim.now + sim.settle_bound_s())
+    assert_clean(sim)
+
+
+@pytest.mark.parametrize(
+    ("quorum", "arbitration"), [("disk", "scsi2"), ("disk", "scsi3"), ("majority", "scsi2")]
+)
+def test_every_message_of_a_faulty_run_survives_the_real_wire(quorum: str, arbitration: str) -> None:
+    config = sim_config(21, 4, speed=10.0, quorum=quorum, arbitration=arbitration)
+    sim = Simulation(config, 21, wire=True)
+    sim.schedule(plan_faults(sim.rng, config.node_ids, 15.0, config.timing, speed=config.speed))
+    sim.run_until(15.0)
+    sim.end_faults()
+    sim.settle()
+    assert sim.network.stats.sent > 1000
+    assert [v.line() for v in sim.violations if v.name == "wire_error"] == []
+
+
+@pytest.mark.parametrize("nodes", [2, 3])
+def test_majority_owner_holds_the_quorum_without_gaps(make_sim: MakeSim, nodes: int) -> None:
+    sim = make_sim(nodes, quorum="majority", start_stagger_s=0.0)  # same heartbeat phase on every node
+    form(sim)
+    gaps = []
+    end = sim.now + 3.0
+    while sim.now < end:
+        sim.run_for(0.0001)
+        if len(sim.quorum_holders()) != 1:
+            gaps.append(round(sim.now, 4))
+    assert gaps == []
     assert_clean(sim)

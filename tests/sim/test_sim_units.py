@@ -22,6 +22,7 @@ from nodeagent.sim.process import (
     SimNode,
 )
 from nodeagent.sim.trace import action_line, event_line, format_value
+from nodeagent.sim.wirecheck import WireCheck
 
 
 def config(nodes: int = 3, *, public_role: int | None = None) -> ClusterConfig:
@@ -266,3 +267,14 @@ def test_format_value_is_stable() -> None:
     assert format_value(Ack(3)) == "Ack(epoch=3)"
     assert format_value(object()) == "<object>"
     assert len(format_value("x" * 1000)) == 200
+
+
+# -- wire check -------------------------------------------------------------------------------------
+def test_wire_check_round_trips_and_reports_what_the_wire_refuses() -> None:
+    check = WireCheck(config())
+    assert check.through(1, 3, BEAT) == (BEAT, "")
+    huge = Heartbeat(seq=1, phase=3, epoch=1, members=tuple(range(100)), quorum_owner=1, paused=False)
+    out, problem = check.through(1, 3, huge)
+    assert out is None and problem
+    assert check.first_time(huge, problem)
+    assert not check.first_time(huge, problem)

@@ -168,22 +168,6 @@ def test_a_refusal_by_the_node_is_one_line(
     assert str(exc.value) == "NODE1 refused 'fault_cut': unknown peer 'NODE9'"
 
 
-def test_pause_and_resume(
-    lab: tuple[ClusterDir, ClusterConfig], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
-) -> None:
-    nodes = fake(lab, monkeypatch, silent=("NODE3",))
-    root = str(lab[0].root)
-    assert run(capsys, "pause", "node2", "--dir", root) == (0, "NODE2 paused\n", "")
-    assert run(capsys, "resume", "NODE2", "--dir", root)[1] == "NODE2 resumed\n"
-    assert nodes.requests == [("NODE2", {"op": "pause"}), ("NODE2", {"op": "resume"})]
-    code, _, err = run(capsys, "pause", "NODE3", "--dir", root)
-    assert code == 1
-    assert err == "wolfpack: error: NODE3 does not answer its control socket (not running)\n"
-
-
-# -- status through main ------------------------------------------------------------------------------
-
-
 def test_status_json(
     lab: tuple[ClusterDir, ClusterConfig], monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
