@@ -54,12 +54,19 @@ def _run(disk: SharedDisk, initiator: str, op: DiskOp) -> DiskResult:
         info = disk.read_reservation()
         return DiskResult(op.op_id, DiskOutcome.OK, holder=info.holder, key=info.key)
     elif kind is DiskOpKind.READ:
-        return DiskResult(op.op_id, DiskOutcome.OK, data=disk.read_block(initiator, op.block))
+        # A multi-block read stops at the end of the disk (a small disk holds a shorter checkpoint).
+        count = max(1, min(op.count, disk.block_count - op.block))
+        data = b"".join(disk.read_block(initiator, op.block + i) for i in range(count))
+        return DiskResult(op.op_id, DiskOutcome.OK, data=data)
     elif kind is DiskOpKind.WRITE:
-        if len(op.data) > disk.block_size:
-            raise ValueError(f"a {len(op.data)}-byte write does not fit a {disk.block_size}-byte block")
-        # The core writes short records; a block write takes exactly one block, so pad with zeros.
-        disk.write_block(initiator, op.block, op.data.ljust(disk.block_size, b"\0"))
+        # The core writes records of any length from ``block`` on; a block write takes exactly one
+        # block, so the data is cut into blocks and the last one padded with zeros.
+        size = disk.block_size
+        chunks = [op.data[i : i + size] for i in range(0, max(len(op.data), 1), size)]
+        if op.block + len(chunks) > disk.block_count:
+            return DiskResult(op.op_id, DiskOutcome.UNAVAILABLE)  # the disk is too small for it
+        for i, chunk in enumerate(chunks):
+            disk.write_block(initiator, op.block + i, chunk.ljust(size, b"\0"))
         outcome = Outcome.OK
     else:
         assert_never(kind)

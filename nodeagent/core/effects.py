@@ -54,7 +54,8 @@ class DiskOp:
     kind: DiskOpKind
     key: int = 0  # REGISTER / RESERVE / RELEASE / PREEMPT (scsi3): this node's registration key
     victim_key: int = 0  # PREEMPT: the key to remove
-    block: int = 0  # READ / WRITE
+    block: int = 0  # READ / WRITE: the first block
+    count: int = 1  # READ: how many consecutive blocks (WRITE spans as many as its data needs)
     data: bytes = b""  # WRITE
     scsi3: bool = False  # RESERVE / RELEASE: persistent-reservation flavour
 

@@ -12,6 +12,13 @@ the snapshot the same way, which hands it everything it missed while it was down
 
 Payloads are msgpack, decoded with size limits and validated by ``ClusterDb``; a bad payload is a
 ``RemoteProtocolError``, counted and dropped like any bad datagram.
+
+The checkpoint. Under disk quorum the sequencer also keeps the whole database on the quorum disk
+(blocks 1..CHECKPOINT_BLOCKS, after the membership record), rewritten after every change; the fenced
+write only succeeds while it holds the disk. A node that wins the quorum reads it before it may
+sequence anything and adopts it when it is newer than its own copy, so a change is not lost when
+its sequencer dies before every member had it. (MSCS keeps a checkpoint plus a quorum log of the
+changes since; wolfpack's database is small enough to rewrite whole, so the log is folded in.)
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ from nodeagent.core.messages import DbRequest, DbSnapshot, DbUpdate
 from nodeagent.errors import RemoteProtocolError
 
 _MAX_PENDING = 256  # out-of-order updates kept while waiting for a gap to fill
+CHECKPOINT_BLOCK = 1  # the quorum disk's block where the checkpoint starts (block 0: the record)
+CHECKPOINT_BLOCKS = 64  # blocks it may span (256 KiB with 4 KiB blocks)
+CHECKPOINT_MAX = CHECKPOINT_BLOCKS * 4096
+_CHECKPOINT_MAGIC = b"WPDB"
 
 
 def pack(value: Any) -> bytes:
@@ -93,3 +104,21 @@ def _update(payload: bytes) -> tuple[str, dict[str, Any]]:
     ):
         raise RemoteProtocolError("bad_payload")
     return value[0], value[1]
+
+
+def encode_checkpoint(db: ClusterDb) -> bytes | None:
+    """The checkpoint's bytes, or None when the database no longer fits its blocks."""
+    payload = pack(db.to_dict())
+    data = _CHECKPOINT_MAGIC + len(payload).to_bytes(4, "big") + payload
+    return data if len(data) <= CHECKPOINT_MAX else None
+
+
+def decode_checkpoint(data: bytes) -> ClusterDb | None:
+    """The database in a checkpoint; None for a new disk or anything unreadable."""
+    if len(data) < 8 or data[:4] != _CHECKPOINT_MAGIC:
+        return None
+    size = int.from_bytes(data[4:8], "big")
+    try:
+        return ClusterDb.from_dict(unpack(data[8 : 8 + size]))
+    except RemoteProtocolError:
+        return None

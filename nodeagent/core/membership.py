@@ -236,6 +236,10 @@ class MembershipCore:
             kind = "cluster_formed" if msg.quorum_owner == self.node_id else "cluster_joined"
             self._emit(kind, cluster=self.config.name, epoch=msg.epoch, members=names, quorum_owner=owner)
         self._emit("membership_installed", epoch=msg.epoch, members=names, quorum_owner=owner)
+        self._on_installed(was_member)
 
     def _halt(self, now_s: float, reason: str) -> None:
         raise NotImplementedError  # NodeCore defines how a node halts
+
+    def _on_installed(self, was_member: bool) -> None:
+        """A membership was installed (services.py acts on it)."""

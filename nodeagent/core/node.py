@@ -101,6 +101,8 @@ class NodeCore(ServicesCore):
     def on_disk_result(self, result: DiskResult, now_s: float) -> Ready:
         if self.arbiter is not None and self.arbiter.owns(result.op_id):
             self._on_arbiter(self.arbiter.on_result(result, now_s), now_s)
+        elif result.op_id == self._checkpoint_read:
+            self._on_checkpoint(result)
         elif self._proposal is not None and result.op_id == self._proposal.record_op:
             if result.outcome == DiskOutcome.OK:
                 self._commit(now_s)
@@ -486,6 +488,7 @@ class NodeCore(ServicesCore):
             disk = self.config.quorum_disk
             self._emit("arbitration_won", disk=disk, disk_epoch=record.epoch, waited_s=waited_s)
             self._emit("quorum_online", disk=disk)
+            self._read_checkpoint()
             base = max(record.epoch, self.epoch, self.known_epoch)
             if self.phase == Phase.ARBITRATING:
                 members = tuple(sorted((self.node_id, *self._joiners_heard(now_s))))

@@ -27,10 +27,27 @@ from typing import Any
 from nodeagent.config import ClusterConfig, QuorumType
 from nodeagent.core import admin
 from nodeagent.core.clusterdb import ClusterDb, Group, Resource, group_update, resource_update
-from nodeagent.core.effects import AdminReply, Ready, ResourceAction, ResourceReport
+from nodeagent.core.effects import (
+    AdminReply,
+    DiskOp,
+    DiskOpKind,
+    DiskOutcome,
+    DiskResult,
+    Ready,
+    ResourceAction,
+    ResourceReport,
+)
 from nodeagent.core.events import event
 from nodeagent.core.failover import Context, place
-from nodeagent.core.gum import Replica, pack, unpack
+from nodeagent.core.gum import (
+    CHECKPOINT_BLOCK,
+    CHECKPOINT_BLOCKS,
+    Replica,
+    decode_checkpoint,
+    encode_checkpoint,
+    pack,
+    unpack,
+)
 from nodeagent.core.membership import IN_CLUSTER, MembershipCore
 from nodeagent.core.messages import Admin, AdminResult, DbRequest, DbSnapshot, DbUpdate, Message, Phase
 from nodeagent.core.resources import ResourceManager, StepOutput
@@ -57,6 +74,11 @@ class ServicesCore(MembershipCore):
         self._waiting: dict[int, float] = {}  # forwarded admin request ids -> when
         self._snapshot_sent_s: dict[int, float] = {}
         self._setup_done_s: float | None = None  # when the running Exchange setup finishes (sequencer)
+        self._checkpoint_read: int | None = None  # op id of the checkpoint read after winning the quorum
+        self._checkpointed = -1  # database version last written to the quorum disk
+        # A node that joins may hold an old copy (its clusterdb.json from before it went down): it must
+        # not run resources on it. It is synced once the quorum owner's copy reached it.
+        self._synced = False
 
     # == public surface ===============================================================================
     @property
@@ -105,10 +127,19 @@ class ServicesCore(MembershipCore):
                 return str(ip.private.get("Address")), int(ip.private.get("Port", CLIENT_PORT)), owner or ""
         return None
 
+    def _on_installed(self, was_member: bool) -> None:
+        if self.quorum_owner == self.node_id:
+            self._synced = True  # the sequencer's copy is the cluster's
+        elif not was_member:
+            self._synced = False
+            if self.quorum_owner:
+                self._send(self.quorum_owner, DbRequest(self.db.version))
+
     # == messages ======================================================================================
     def _on_service_message(self, sender: int, msg: Message, now_s: float) -> None:
         if isinstance(msg, DbUpdate):
             if sender == self.quorum_owner:
+                self._synced = self._synced or msg.version <= self.db.version + 1
                 applied, request = self.replica.on_update(msg)
                 if request is not None:
                     self._send(sender, request)
@@ -117,6 +148,8 @@ class ServicesCore(MembershipCore):
         elif isinstance(msg, DbSnapshot):
             if self.replica.on_snapshot(msg):
                 self._ready.db_snapshot = self.db.to_dict()
+            if sender == self.quorum_owner and self.db.version >= msg.version:
+                self._synced = True
         elif isinstance(msg, DbRequest):
             if msg.version < self.db.version:
                 self._send(sender, self.replica.snapshot())
@@ -138,6 +171,8 @@ class ServicesCore(MembershipCore):
         """Heartbeats carry the sender's database version: bring laggards (or ourselves) up to date."""
         if self.phase not in IN_CLUSTER:
             return
+        if sender == self.quorum_owner and db_version == self.db.version:
+            self._synced = True  # the owner's copy is ours
         if self.quorum_owner == self.node_id and db_version < self.db.version:
             last = self._snapshot_sent_s.get(sender, -1e18)
             if now_s - last >= 2 * self._t.heartbeat_interval_s:
@@ -150,7 +185,43 @@ class ServicesCore(MembershipCore):
 
     # == the sequencer ===================================================================================
     def _is_sequencer(self, now_s: float) -> bool:
-        return self.phase == Phase.MEMBER and self.quorum_owner == self.node_id and self._has_quorum(now_s)
+        return (
+            self.phase == Phase.MEMBER
+            and self.quorum_owner == self.node_id
+            and self._checkpoint_read is None
+            and self._has_quorum(now_s)
+        )
+
+    # == the quorum disk checkpoint ====================================================================
+    def _read_checkpoint(self) -> None:
+        """This node just won the quorum: read the database checkpoint before sequencing anything."""
+        self._checkpoint_read = self._next_op_id()
+        op = DiskOp(self._checkpoint_read, self.config.quorum_disk, DiskOpKind.READ,
+                    block=CHECKPOINT_BLOCK, count=CHECKPOINT_BLOCKS)  # fmt: skip
+        self._ready.disk_ops.append(op)
+
+    def _on_checkpoint(self, result: DiskResult) -> None:
+        self._checkpoint_read = None
+        db = decode_checkpoint(result.data) if result.outcome == DiskOutcome.OK else None
+        if db is not None and db.version > self.db.version:
+            self.replica = Replica(db)
+            self._ready.db_snapshot = self.db.to_dict()
+            self._checkpointed = db.version
+
+    def _write_checkpoint(self) -> None:
+        if self.arbiter is None or self._checkpointed == self.db.version:
+            return
+        data = encode_checkpoint(self.db)
+        if data is not None:
+            op = DiskOp(
+                self._next_op_id(),
+                self.config.quorum_disk,
+                DiskOpKind.WRITE,
+                block=CHECKPOINT_BLOCK,
+                data=data,
+            )
+            self._ready.disk_ops.append(op)
+            self._checkpointed = self.db.version
 
     def _has_quorum(self, now_s: float) -> bool:
         raise NotImplementedError  # NodeCore.holds_quorum
@@ -234,6 +305,9 @@ class ServicesCore(MembershipCore):
                 self._ready.events.extend(events)
                 self._commit_db(updates)
                 self._exchange_setup_progress(now_s)
+                self._write_checkpoint()
+            if not self._synced:
+                return  # run no resource on a copy the quorum owner has not confirmed yet
             out = StepOutput()
             self.rm.step(self.db, now_s, out)
             if not self._carry_out(out, now_s):

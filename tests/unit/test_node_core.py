@@ -839,3 +839,29 @@ def test_a_scsi3_challenger_that_preempts_a_live_owner_leaves_one_owner() -> Non
     assert len(lab.holders()) == 1
     views = lab.member_view(N1, N2)
     assert len(views) == 1 and next(iter(views))[1] == (1, 2)
+
+
+def test_the_database_survives_a_full_restart_through_the_quorum_disk_checkpoint() -> None:
+    # The harness restarts cores with no local copy of the database at all: whatever comes back
+    # can only come from the checkpoint the sequencer keeps on the quorum disk.
+    lab = formed()
+    owner = lab.holders()[0]
+    p = lab.procs[owner]
+    core = lab.core(owner)
+    lab._call(
+        p,
+        lambda: core.on_admin(1, "group.create", {"name": "KEEPME", "preferred_owners": ["NODE2"]}, lab.now),
+    )
+    lab.run_for(0.5)
+    assert all("KEEPME" in lab.core(n).db.groups for n in (N1, N2, N3))
+    version = core.db.version
+    for n in (N1, N2, N3):
+        lab.kill(n)
+    lab.run_for(0.2)
+    lab.start()
+    lab.wait_for(lambda: lab.settled(N1, N2, N3), 10.0, "the cluster formed again")
+    lab.run_for(0.5)
+    for n in (N1, N2, N3):
+        db = lab.core(n).db
+        assert db.groups["KEEPME"].preferred_owners == ["NODE2"]
+        assert db.version >= version
