@@ -461,8 +461,8 @@ def _group_handover(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcom
 def _group_failover(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
     g = _group(db, args)
     reason = f"resource {args.get('resource')} failed: {args.get('reason')}"
-    if g.owner is None or g.target is not None:
-        return _ok(db, [], {})
+    if g.owner is None or g.target is not None or args.get("node") != g.owner:
+        return _ok(db, [], {})  # stale, or from a node that does not own the group (any more)
     target = next_owner(db, g, g.owner, ctx)
     if target is None or not count_failover(db, g, ctx):
         g.failed, g.desired = True, "offline"

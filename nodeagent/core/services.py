@@ -324,7 +324,10 @@ class ServicesCore(MembershipCore):
             else:
                 self._ready.resource_actions.append(action)
         requests = list(out.requests) + [
-            ("group.failover", {"name": f.group, "resource": f.resource, "reason": f.reason})
+            (
+                "group.failover",
+                {"name": f.group, "resource": f.resource, "reason": f.reason, "node": self.name},
+            )
             for f in out.failovers
         ]
         for cmd, args in requests:

@@ -22,7 +22,15 @@ history it needs and records a ``Violation(time, name, evidence)`` for each brok
    owner and a membership it committed is backed. ``strict_backing=True`` drops that case and asks
    for the reservation itself, as the simulator's brief first worded the rule; runs then report
    these windows as violations. Majority: the membership has at least ``config.majority`` members.
-4. ``final`` (``check_final``, after the settle period): every live node is MEMBER of one epoch whose
+4. ``one_group_owner`` (``check_groups``): no group has resources Online locally (in a core's resource
+   manager, ``rm.local``) on two live nodes at once. A frozen node counts (it still believes it runs
+   them) until a running node has installed a later membership without it: from then on its claim
+   is stale and fenced (the new owner's disk reservation, the address conflict check), as in MSCS.
+5. ``one_address``: no IP address is bound by two node processes at once (the simulated resource
+   monitor's table of bound addresses, sim/resources.py).
+6. ``online_needs_quorum``: a resource goes Online (a new entry in a node's Online set) only on a
+   node whose phase is MEMBER or REGROUPING, i.e. a member of a quorum-backed membership.
+7. ``final`` (``check_final``, after the settle period): every live node is MEMBER of one epoch whose
    members are exactly the live nodes, and exactly one node holds the quorum.
 
 A rule that stays broken over many steps is recorded once per episode (it is recorded again only
@@ -32,7 +40,7 @@ after it held for a while), and at most ``MAX_VIOLATIONS`` are kept; the rest ar
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 from nodeagent.config import ClusterConfig, QuorumType
@@ -44,7 +52,8 @@ MAX_VIOLATIONS = 200
 @dataclass(frozen=True, slots=True)
 class Violation:
     time_s: float
-    name: str  # one_owner, agreement, quorum_backed, final, core_error, stuck
+    name: str  # one_owner, agreement, quorum_backed, one_group_owner, one_address, online_needs_quorum,
+    # final, core_error, stuck, ...
     evidence: str
 
     def line(self) -> str:
@@ -65,6 +74,7 @@ class NodeView:
     members: tuple[int, ...]
     quorum_owner: int | None
     holds_quorum: bool
+    online: tuple[tuple[str, str], ...] = ()  # (group, resource) Online in this node's resource manager
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +100,8 @@ class InvariantChecker:
         self.violations: list[Violation] = []
         self.suppressed = 0
         self.installs = 0
+        self._latest: dict[int, NodeView] = {}  # node -> the last view seen (for the group rules)
+        self._online_seen: dict[int, tuple[int, frozenset[tuple[str, str]]]] = {}  # node -> (inc, online)
 
     # -- helpers -------------------------------------------------------------------------------------
     def _name(self, node_id: int | None) -> str:
@@ -207,6 +219,74 @@ class InvariantChecker:
                 f"quorum owner {owner} holds no fresh lease and disk {disk} is held by {holder or 'no one'}"
             )
         return f"quorum owner {owner} but disk {disk} held by {holder or 'no one'}"
+
+    # -- groups and addresses -------------------------------------------------------------------------
+    def check_groups(
+        self, time_s: float, views: Sequence[NodeView], bindings: Mapping[int, Iterable[str]]
+    ) -> list[Violation]:
+        """Rules 4-6. ``views`` may be only the nodes that changed (the checker keeps the others' last
+        view); ``bindings`` is every node's bound addresses now."""
+        found: list[Violation] = []
+
+        def add(name: str, evidence: str) -> None:
+            v = self.record(time_s, name, evidence)
+            if v is not None:
+                found.append(v)
+
+        for v in sorted(views, key=lambda v: v.node_id):
+            self._latest[v.node_id] = v
+            online = frozenset(v.online) if v.alive else frozenset()
+            inc, before = self._online_seen.get(v.node_id, (v.incarnation, frozenset()))
+            if inc != v.incarnation:
+                before = frozenset()
+            self._online_seen[v.node_id] = (v.incarnation, online)
+            new = sorted(r for _, r in online - before)
+            if new and v.phase not in (Phase.MEMBER, Phase.REGROUPING):
+                phase = v.phase.name if v.phase is not None else "gone"
+                add("online_needs_quorum", f"{v.name} brought {', '.join(new)} Online while {phase}")
+
+        live = [v for v in sorted(self._latest.values(), key=lambda v: v.node_id) if v.alive]
+        owners: dict[str, list[NodeView]] = {}
+        for v in live:
+            if v.frozen and self._fenced(v, live):
+                continue
+            for group in sorted({g for g, _ in v.online}):
+                owners.setdefault(group, []).append(v)
+        broken = {g for g, vs in owners.items() if len(vs) > 1}
+        self._end_episodes("one_group_owner:", broken)
+        for group in sorted(broken):
+            if self._episode(f"one_group_owner:{group}", True):
+                detail = "; ".join(
+                    f"{v.name}{' (frozen)' if v.frozen else ''}: "
+                    + ",".join(sorted(r for g, r in v.online if g == group))
+                    for v in owners[group]
+                )
+                add("one_group_owner", f"group {group} is Online on {len(owners[group])} nodes: {detail}")
+
+        holders: dict[str, list[int]] = {}
+        for node_id in sorted(bindings):
+            for address in sorted(bindings[node_id]):
+                holders.setdefault(address, []).append(node_id)
+        doubled = {a for a, ids in holders.items() if len(ids) > 1}
+        self._end_episodes("one_address:", doubled)
+        for address in sorted(doubled):
+            if self._episode(f"one_address:{address}", True):
+                add("one_address", f"{address} is bound by {self._names_of(holders[address])}")
+        return found
+
+    def _fenced(self, frozen: NodeView, live: Sequence[NodeView]) -> bool:
+        """A running node installed a later membership without ``frozen``: its Online claims are stale."""
+        return any(
+            not w.frozen
+            and w.phase is Phase.MEMBER
+            and w.epoch > frozen.epoch
+            and frozen.node_id not in w.members
+            for w in live
+        )
+
+    def _end_episodes(self, prefix: str, broken: set[str]) -> None:
+        for key in [k for k in self._active if k.startswith(prefix) and k[len(prefix) :] not in broken]:
+            self._active.discard(key)
 
     # -- after the settle period ---------------------------------------------------------------------
     def check_final(self, time_s: float, views: Sequence[NodeView], note: str = "") -> list[Violation]:

@@ -17,8 +17,9 @@ core (``None`` while the process is dead) and the bookkeeping the real process w
 Freezing models SIGSTOP: the process exists, its core keeps its state, but no input is processed.
 Whatever arrives meanwhile waits in ``inbox`` in arrival order: datagrams (at most
 ``MAX_FROZEN_DATAGRAMS``, the rest dropped like a full socket buffer), disk results (never dropped:
-every DiskOp gets exactly one DiskResult) and at most one "timer expired" marker. Thawing hands the
-inbox back in order, with the thaw time as ``now``.
+every DiskOp gets exactly one DiskResult), resource actions that finished (never dropped: every
+ResourceAction gets exactly one report), admin requests, and at most one "timer expired" marker.
+Thawing hands the inbox back in order, with the thaw time as ``now``.
 """
 
 from __future__ import annotations
@@ -26,11 +27,13 @@ from __future__ import annotations
 import enum
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from nodeagent.config import Net
 from nodeagent.core.effects import DiskResult
 from nodeagent.core.messages import Message
 from nodeagent.sim.ports import SimCore
+from nodeagent.sim.resources import Completion
 
 MAX_FROZEN_DATAGRAMS = 256
 SPIN_LIMIT = 10  # ticks at one instant that all return a past deadline: a busy loop
@@ -61,7 +64,23 @@ class QueuedTick:
     pass
 
 
-Queued = QueuedDatagram | QueuedDiskResult | QueuedTick
+@dataclass(frozen=True, slots=True)
+class QueuedCompletion:
+    """A resource action that finished while the process was stopped (its monitor stopped with it)."""
+
+    completion: Completion
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedAdmin:
+    """An admin request that reached the control socket of a stopped process."""
+
+    request_id: int
+    cmd: str
+    args: dict[str, Any]
+
+
+Queued = QueuedDatagram | QueuedDiskResult | QueuedTick | QueuedCompletion | QueuedAdmin
 
 
 class SimNode:

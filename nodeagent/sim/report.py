@@ -78,7 +78,10 @@ def format_report(report: SimReport) -> str:
         f"{s.datagrams_dropped} dropped; disk ops: {s.disk_ops}"
     )
     if report.ok:
-        out.append("OK: no invariant violated (one_owner, agreement, quorum_backed, final)")
+        out.append(
+            "OK: no invariant violated (one_owner, agreement, quorum_backed, one_group_owner, one_address, "
+            "online_needs_quorum, final)"
+        )
     else:
         out.append(f"FAILED: {len(report.violations)} violation(s)")
         out.extend("  " + v.line().strip() for v in report.violations)

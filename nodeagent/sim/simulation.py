@@ -26,6 +26,14 @@ Frozen processes take no input: their events wait in the process inbox (sim/proc
 in order at thaw time. Killed processes lose their core and inbox; ``restart`` builds a new core with
 incarnation + 1 and ``known_epoch`` = the epoch it last installed.
 
+Resources and admin requests (sim/resources.py): every ``Ready.resource_actions`` item goes to the
+simulated resource monitor, whose completions come back as ``_ResDone`` events ->
+``core.on_resource_report``; ``admin`` queues an ``_AdminCall`` -> ``core.on_admin`` and
+``admin_replies`` records every ``AdminReply``. Each node's latest ``Ready.db_snapshot`` is kept (its
+clusterdb.json) and a restarted core ``adopt_database``s it, as the runtime does. ``wall_hour`` is set
+on every core before each call (failback windows). The checker's group rules (one_group_owner,
+one_address, online_needs_quorum) run after every step too.
+
 With ``wire=True`` every datagram also goes through the real encoder and decoder (sim/wirecheck.py);
 a message the wire refuses or changes is a ``wire_error`` violation.
 
@@ -38,9 +46,10 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from nodeagent.config import ClusterConfig, Net
-from nodeagent.core.effects import DiskOp, DiskOutcome, DiskResult, Ready
+from nodeagent.core.effects import AdminReply, DiskOp, DiskOutcome, DiskResult, Event, Ready, ResourceReport
 from nodeagent.core.messages import Message
 from nodeagent.sim import network as netmod
 from nodeagent.sim.clock import EventQueue
@@ -48,13 +57,26 @@ from nodeagent.sim.faults import NETWORK_KINDS, ActionKind, FaultAction, network
 from nodeagent.sim.invariants import InvariantChecker, NodeView, Violation, converged
 from nodeagent.sim.network import Delivery, NetParams, Network
 from nodeagent.sim.ports import CoreFactory, DiskFactory, MemorySimDisk, SimCore, SimDisk, node_core_factory
-from nodeagent.sim.process import SPIN_LIMIT, ProcState, QueuedDatagram, QueuedDiskResult, QueuedTick, SimNode
+from nodeagent.sim.process import (
+    SPIN_LIMIT,
+    ProcState,
+    Queued,
+    QueuedAdmin,
+    QueuedCompletion,
+    QueuedDatagram,
+    QueuedDiskResult,
+    QueuedTick,
+    SimNode,
+)
+from nodeagent.sim.resources import Completion, SimResourceMonitor, local_online
 from nodeagent.sim.trace import action_line, describe_exception, event_line
 from nodeagent.sim.wirecheck import WireCheck
 
 DISK_LATENCY_S = (0.0005, 0.002)
 MAX_TRACE_LINES = 500_000
 MAX_DISKS = 64
+MAX_EVENTS = 200_000
+MAX_ADMIN_REPLIES = 10_000
 
 NodeRef = str | int
 
@@ -91,7 +113,20 @@ class _Act:
     plan: int  # plan generation; ``end_faults`` makes older plans stale
 
 
-_SimEvent = _Deliver | _DiskExec | _DiskDone | _Timer | _Act
+@dataclass(frozen=True, slots=True)
+class _ResDone:
+    completion: Completion
+
+
+@dataclass(frozen=True, slots=True)
+class _AdminCall:
+    node_id: int
+    request_id: int
+    cmd: str
+    args: dict[str, Any]
+
+
+_SimEvent = _Deliver | _DiskExec | _DiskDone | _Timer | _Act | _ResDone | _AdminCall
 
 
 class Simulation:
@@ -130,6 +165,12 @@ class Simulation:
         self._disk_done_at: dict[int, float] = {}  # node -> when its previous disk result gets back
         self._fault_refs: dict[int, int] = {}  # plan ref -> installed network fault id
         self._plan = 0
+        self.monitor = SimResourceMonitor(self.rng, {i: n.name for i, n in self.nodes.items()})
+        self.wall_hour: int | None = 12  # the local hour every core is told (failback windows)
+        self.events: list[tuple[float, str, Event]] = []  # every core event: (time, node, event)
+        self.admin_replies: dict[int, tuple[float, AdminReply]] = {}  # request id -> (when, reply)
+        self.db_snapshots: dict[int, dict[str, Any]] = {}  # node -> its last saved cluster database
+        self._admin_seq = 0
         if autostart:
             stagger = config.timing.join_timeout_s / 2 if start_stagger_s is None else start_stagger_s
             for node_id in self.nodes:
@@ -175,6 +216,7 @@ class Simulation:
             tuple(c.members),
             c.quorum_owner,
             c.holds_quorum(now),
+            local_online(c),
         )
 
     def quorum_holders(self) -> list[str]:
@@ -284,7 +326,7 @@ class Simulation:
         if not n.alive:
             return
         self._count("fault_kill")
-        n.kill()
+        self._die(n)
         self._trace(action_line(self.now, f"kill {n.name}"))
         self._check()
 
@@ -305,13 +347,15 @@ class Simulation:
         n.frozen_drops = 0
         items = n.thaw()
         self._trace(action_line(self.now, f"thaw {n.name} queued={len(items)} dropped={dropped}"))
-        self._check()
         for item in items:
             if n.core is None:
                 break  # the core crashed (or exited) on an earlier item
             self._feed(n, item)
+        # Checked after the inbox is fed, at the same instant: the thawed process runs what waited for it
+        # (its first call finds an expired lease) before anything else happens.
+        self._check()
 
-    def _feed(self, n: SimNode, item: QueuedDatagram | QueuedDiskResult | QueuedTick) -> None:
+    def _feed(self, n: SimNode, item: Queued) -> None:
         """One input that waited while the process was frozen, processed at thaw time."""
         if isinstance(item, QueuedDatagram):
             self.network.stats.delivered += 1
@@ -322,6 +366,10 @@ class Simulation:
             )
         elif isinstance(item, QueuedDiskResult):
             self._call(n, "on_disk_result", lambda c: c.on_disk_result(item.result, self.now))
+        elif isinstance(item, QueuedCompletion):
+            self._complete(n, item.completion)
+        elif isinstance(item, QueuedAdmin):
+            self._admin_call(n, item.request_id, item.cmd, item.args)
         elif n.deadline is not None and n.deadline <= self.now:
             self._call(n, "on_tick", lambda c: c.on_tick(self.now))
 
@@ -332,6 +380,48 @@ class Simulation:
             return
         self._trace(action_line(self.now, f"stop {n.name}"))
         self._call(n, "stop", lambda c: c.stop(self.now))
+
+    # -- resources and admin requests ----------------------------------------------------------------
+    def admin(self, node: NodeRef, cmd: str, args: dict[str, Any] | None = None) -> int:
+        """Queue an admin request to ``node``'s control socket (now); returns its request id."""
+        self._admin_seq += 1
+        rid = self._admin_seq
+        n = self.node(node)
+        self._trace(action_line(self.now, f"admin {n.name} #{rid} {cmd}"))
+        self.queue.push(self.now, _AdminCall(n.node_id, rid, cmd, dict(args or {})))
+        return rid
+
+    def reply(self, request_id: int) -> AdminReply | None:
+        got = self.admin_replies.get(request_id)
+        return None if got is None else got[1]
+
+    def run_until_answered(self, request_id: int, timeout_s: float = 10.0) -> AdminReply:
+        """Run until request ``request_id`` is answered; a timeout answers it "no answer from the cluster"."""
+        self.run_until_condition(lambda: request_id in self.admin_replies, self.now + timeout_s)
+        got = self.reply(request_id)
+        if got is None:
+            got = AdminReply(request_id, False, {}, "no answer from the cluster", "timeout")
+            self._record_reply(got)
+        return got
+
+    def request(
+        self, node: NodeRef, cmd: str, args: dict[str, Any] | None = None, timeout_s: float = 10.0
+    ) -> AdminReply:
+        """``admin`` + ``run_until_answered``: what ``wolfpack`` admin verbs do through the control socket."""
+        return self.run_until_answered(self.admin(node, cmd, args), timeout_s)
+
+    def fail(self, node: NodeRef, resource: str) -> bool:
+        """Make ``resource`` fail now on ``node`` (fail on demand); False when it is not online there."""
+        n = self.node(node)
+        if n.state is not ProcState.RUNNING:
+            return False
+        report = self.monitor.fail(n.node_id, resource)
+        self._trace(action_line(self.now, f"fail {n.name} {resource}" + ("" if report else " (not online)")))
+        if report is None:
+            return False
+        self._check()
+        self._report(n, report)
+        return True
 
     # -- network faults ------------------------------------------------------------------------------
     def add_fault(self, fault: netmod.NetFault) -> int:
@@ -423,7 +513,12 @@ class Simulation:
                 raise
             self._core_error(n, "NodeCore()", e)
             return
+        database = self.db_snapshots.get(n.node_id)
+        adopt = getattr(core, "adopt_database", None)
+        if database is not None and adopt is not None:
+            adopt(database)  # the runtime loads nodes/NAME/clusterdb.json the same way
         n.boot(core, self.now)
+        self.monitor.node_started(n.node_id, n.incarnation)
         self._count(verb)
         self._call(n, "start", lambda c: c.start(self.now))
 
@@ -448,6 +543,24 @@ class Simulation:
                 n.enqueue(QueuedDiskResult(ev.result))
             else:
                 self._call(n, "on_disk_result", lambda c: c.on_disk_result(ev.result, self.now))
+        elif isinstance(ev, _ResDone):
+            n = self.nodes[ev.completion.node_id]
+            if not n.alive or n.incarnation != ev.completion.incarnation:
+                self._count("resource_reports_lost")
+            elif n.state is ProcState.FROZEN:
+                n.enqueue(QueuedCompletion(ev.completion))
+            else:
+                self._complete(n, ev.completion)
+        elif isinstance(ev, _AdminCall):
+            n = self.nodes[ev.node_id]
+            if not n.alive:
+                self._record_reply(
+                    AdminReply(ev.request_id, False, {}, f"{n.name} is not running", "timeout")
+                )
+            elif n.state is ProcState.FROZEN:
+                n.enqueue(QueuedAdmin(ev.request_id, ev.cmd, ev.args))
+            else:
+                self._admin_call(n, ev.request_id, ev.cmd, ev.args)
         elif ev.plan == self._plan:
             self.apply(ev.action)
 
@@ -495,6 +608,8 @@ class Simulation:
         if core is None:
             return
         self._count("core_calls")
+        if hasattr(core, "wall_hour"):
+            core.wall_hour = self.wall_hour  # the runtime sets the local hour before every call
         try:
             ready = fn(core)
         except Exception as e:
@@ -510,6 +625,16 @@ class Simulation:
         for event in ready.events:
             self._count(f"event_{event.kind}")
             self._trace(event_line(now, n.name, event))
+            if len(self.events) < MAX_EVENTS:
+                self.events.append((now, n.name, event))
+        for action in ready.resource_actions:
+            self._count("resource_actions")
+            for c in self.monitor.submit(n.node_id, n.incarnation, action, now):
+                self.queue.push(c.at_s, _ResDone(c))
+        for reply in ready.admin_replies:
+            self._record_reply(reply)
+        if ready.db_snapshot is not None:
+            self.db_snapshots[n.node_id] = ready.db_snapshot
         for send in ready.sends:
             msg = send.msg if self._wire is None else self._through_wire(n, send.msg)
             if msg is None:
@@ -528,7 +653,7 @@ class Simulation:
             n.installed_epoch = epoch  # what db.json would now hold
         if ready.exit:
             # RUNNING -> DEAD: the operator's stop is complete and the process exits
-            n.kill()
+            self._die(n)
             self._trace(action_line(now, f"exit {n.name}"))
             return
         deadline = ready.next_deadline_s
@@ -564,7 +689,7 @@ class Simulation:
         evidence = f"{n.name} {what}: {describe_exception(e)}"
         self.checker.record(self.now, "core_error", evidence)
         self._trace(action_line(self.now, f"CRASH {evidence}"))
-        n.kill()
+        self._die(n)
         self._check()
 
     def _check(self, stepped: SimNode | None = None) -> None:
@@ -582,8 +707,35 @@ class Simulation:
         found = self.checker.check_step(
             now, views, self.quorum_holder, holders=holders, frozen_holders=frozen
         )
+        found += self.checker.check_groups(now, views, self.monitor.bound)
         for v in found:
             self._trace(action_line(now, f"VIOLATION {v.name}: {v.evidence}"))
+
+    def _die(self, n: SimNode) -> None:
+        """The process is gone: its core, inbox, resources and bound addresses with it."""
+        n.kill()
+        self.monitor.node_gone(n.node_id)
+
+    def _complete(self, n: SimNode, c: Completion) -> None:
+        report = self.monitor.complete(c)
+        if report is not None:
+            self._report(n, report)
+
+    def _report(self, n: SimNode, report: ResourceReport) -> None:
+        call = getattr(n.core, "on_resource_report", None)
+        if call is not None:
+            self._call(n, "on_resource_report", lambda c: call(report, self.now))
+
+    def _admin_call(self, n: SimNode, request_id: int, cmd: str, args: dict[str, Any]) -> None:
+        call = getattr(n.core, "on_admin", None)
+        if call is None:
+            self._record_reply(AdminReply(request_id, False, {}, "this core takes no admin requests", "bad"))
+            return
+        self._call(n, "on_admin", lambda c: call(request_id, cmd, args, self.now))
+
+    def _record_reply(self, reply: AdminReply) -> None:
+        if reply.request_id not in self.admin_replies and len(self.admin_replies) < MAX_ADMIN_REPLIES:
+            self.admin_replies[reply.request_id] = (self.now, reply)
 
     def _trace(self, text: str) -> None:
         if len(self.trace) < MAX_TRACE_LINES:
