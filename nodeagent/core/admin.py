@@ -15,6 +15,7 @@ for a move is ready for its target) and ``group.failover`` (a resource failed pa
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -310,13 +311,8 @@ def _resource_status(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
 def _resource_online(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
     r = _resource(db, args)
     updates: list[Update] = []
-    chain, todo = set(), [r.name]
-    while todo:  # bringing a resource online brings what it depends on online first
-        name = todo.pop()
-        if name not in chain:
-            chain.add(name)
-            todo.extend(db.resources[name].depends_on)
-    for name in sorted(chain):
+    # Bringing a resource online brings what it depends on online first.
+    for name in sorted(_closure(r.name, lambda n: db.resources[n].depends_on)):
         res = db.resources[name]
         if res.desired != "online" or res.state == ResourceState.FAILED.value:
             updates.append(resource_update(replace(res, desired="online")))
@@ -333,16 +329,22 @@ def _resource_online(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
 
 def _resource_offline(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
     r = _resource(db, args)
-    updates: list[Update] = []
-    chain, todo = set(), [r.name]
-    while todo:  # taking a resource offline takes what depends on it offline first
+    # Taking a resource offline takes what depends on it offline first.
+    chain = sorted(_closure(r.name, lambda n: [d.name for d in db.dependents(n)]))
+    updates = [resource_update(replace(db.resources[name], desired="offline")) for name in chain]
+    return _ok(db, updates, {"name": r.name, "offline": chain})
+
+
+def _closure(start: str, neighbours: Callable[[str], list[str]]) -> set[str]:
+    """``start`` and every resource reachable from it through ``neighbours``."""
+    seen: set[str] = set()
+    todo = [start]
+    while todo:
         name = todo.pop()
-        if name not in chain:
-            chain.add(name)
-            todo.extend(d.name for d in db.dependents(name))
-    for name in sorted(chain):
-        updates.append(resource_update(replace(db.resources[name], desired="offline")))
-    return _ok(db, updates, {"name": r.name, "offline": sorted(chain)})
+        if name not in seen:
+            seen.add(name)
+            todo.extend(neighbours(name))
+    return seen
 
 
 def _resource_deps(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
@@ -367,15 +369,7 @@ def _resource_deps(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome
 
 def _depends(db: ClusterDb, a: str, b: str) -> bool:
     """Does ``a`` depend on ``b``, directly or not?"""
-    todo, seen = [a], set()
-    while todo:
-        name = todo.pop()
-        if name == b:
-            return True
-        if name not in seen:
-            seen.add(name)
-            todo.extend(db.resources[name].depends_on)
-    return False
+    return b in _closure(a, lambda n: db.resources[n].depends_on)
 
 
 def _resource_owners(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:

@@ -67,7 +67,7 @@ class Replica:
         """Member: (applied anything, a request for what is missing)."""
         if msg.version <= self.db.version:
             return False, None
-        op, args = _update(msg.payload)
+        op, args = unpack_operation(msg.payload)
         self._pending[msg.version] = (op, args)
         applied = False
         while self.db.version + 1 in self._pending:
@@ -94,7 +94,8 @@ class Replica:
         return DbSnapshot(self.db.version, pack(self.db.to_dict()))
 
 
-def _update(payload: bytes) -> tuple[str, dict[str, Any]]:
+def unpack_operation(payload: bytes) -> tuple[str, dict[str, Any]]:
+    """An ``[op, args]`` payload (a database update, or an admin request); RemoteProtocolError if not."""
     value = unpack(payload)
     if not (
         isinstance(value, list)

@@ -47,11 +47,12 @@ from nodeagent.core.gum import (
     encode_checkpoint,
     pack,
     unpack,
+    unpack_operation,
 )
 from nodeagent.core.membership import IN_CLUSTER, MembershipCore
 from nodeagent.core.messages import Admin, AdminResult, DbRequest, DbSnapshot, DbUpdate, Message, Phase
 from nodeagent.core.resources import ResourceManager, StepOutput
-from nodeagent.errors import AdminRefused, RemoteProtocolError
+from nodeagent.errors import AdminRefused
 
 CLIENT_PORT = 3344  # the client endpoint on every virtual IP
 _MAX_WAITING = 256  # admin requests forwarded and not yet answered
@@ -154,7 +155,7 @@ class ServicesCore(MembershipCore):
             if msg.version < self.db.version:
                 self._send(sender, self.replica.snapshot())
         elif isinstance(msg, Admin):
-            cmd, args = _request(msg.payload)
+            cmd, args = unpack_operation(msg.payload)
             if self._is_sequencer(now_s):
                 self._serve(msg.request_id, sender, cmd, args, now_s)
             elif msg.request_id:
@@ -372,15 +373,3 @@ class ServicesCore(MembershipCore):
     def _reply(self, request_id: int, ok: bool, result: dict[str, Any], error: str, rule: str) -> None:
         if request_id:
             self._ready.admin_replies.append(AdminReply(request_id, ok, result, error, rule))
-
-
-def _request(payload: bytes) -> tuple[str, dict[str, Any]]:
-    value = unpack(payload)
-    if not (
-        isinstance(value, list)
-        and len(value) == 2
-        and isinstance(value[0], str)
-        and isinstance(value[1], dict)
-    ):
-        raise RemoteProtocolError("bad_payload")
-    return value[0], value[1]
