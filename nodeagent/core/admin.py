@@ -51,16 +51,8 @@ RESOURCE_TYPES = (
     "IP Address",
     "Network Name",
     "Generic Application",
-    "Distributed Transaction Coordinator",
-    "Microsoft Exchange System Attendant",
-    "Microsoft Exchange Information Store",
-    "Microsoft Exchange Routing Service",
-    "Microsoft Exchange Message Transfer Agent",
-    "Microsoft Search",
-    "SMTP Virtual Server Instance",
-    "HTTP Virtual Server Instance",
-    "POP3 Virtual Server Instance",
-    "IMAP4 Virtual Server Instance",
+    evs.DTC,
+    *evs.EXCHANGE_TYPES,
 )
 
 

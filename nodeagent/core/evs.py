@@ -52,6 +52,7 @@ EXCHANGE_SERVICES: tuple[tuple[str, str, str, float], ...] = (
     ("POP3 Virtual Server Instance", "POP3 Virtual Server", "POP3", 0.2),
     ("IMAP4 Virtual Server Instance", "IMAP4 Virtual Server", "IMAP4", 0.2),
 )
+EXCHANGE_TYPES: tuple[str, ...] = (SA, *(rtype for rtype, *_ in EXCHANGE_SERVICES))
 # Exchange 2003: protocols and search depend on the SA (they start in parallel with the store);
 # Exchange 2000: they depend on the Information Store.
 _ON_STORE_IN_2000 = {"SEARCH", "SMTP", "HTTP", "POP3", "IMAP4"}

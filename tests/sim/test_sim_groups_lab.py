@@ -12,18 +12,6 @@ from typing import Any
 from nodeagent.core.effects import AdminReply, Event
 from nodeagent.sim import Simulation, sim_config
 
-EXCHANGE_TYPES = (
-    "Microsoft Exchange System Attendant",
-    "Microsoft Exchange Information Store",
-    "Microsoft Exchange Routing Service",
-    "Microsoft Exchange Message Transfer Agent",
-    "Microsoft Search",
-    "SMTP Virtual Server Instance",
-    "HTTP Virtual Server Instance",
-    "POP3 Virtual Server Instance",
-    "IMAP4 Virtual Server Instance",
-)
-
 
 class AdminFailed(AssertionError):
     pass
