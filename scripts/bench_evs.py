@@ -21,6 +21,8 @@ import sys
 import time
 from typing import Any
 
+from bench import progress, summary  # scripts/bench.py, beside this file
+
 from nodeagent.cli.lab import WOLFPACK, Lab
 
 TARGET = "SMTP Virtual Server Instance"
@@ -133,25 +135,18 @@ def measure(runs: int, version: str, progress: Any) -> list[dict[str, Any]]:
                 floors.append(f)
                 progress(f"Exchange {version}, EVS owner {'is' if case else 'is not'} the quorum owner, "
                          f"run {i + 1}/{runs}: {x:.3f} s (floor {f:.3f} s)")  # fmt: skip
-            ordered = sorted(took)
-            p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
             floor = statistics.median(floors)
+            stats = summary(took)
             out.append({
                 "tree": version,
                 "evs_owner_is_quorum_owner": case,
-                "median_s": round(statistics.median(ordered), 3),
-                "p95_s": round(p95, 3),
-                "max_s": round(ordered[-1], 3),
-                "floor_s": round(floor, 3),
-                "overhead_median_s": round(statistics.median(ordered) - floor, 3),
+                **stats,
+                "floor_s": round(floor, 4),
+                "overhead_median_s": round(stats["median_s"] - floor, 4),
             })  # fmt: skip
     finally:
         lab.close()
     return out
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

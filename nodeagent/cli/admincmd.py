@@ -36,6 +36,7 @@ from typing import Any
 
 from nodeagent.cli import status as status_mod
 from nodeagent.cli.clusterdir import ClusterDir
+from nodeagent.cli.console import progress as _progress
 from nodeagent.cli.probe import ControlState, RequestFn, default_request, observe
 from nodeagent.cli.tree import (
     GroupView,
@@ -271,10 +272,6 @@ class Admin:
 # -- commands --------------------------------------------------------------------------------------------
 
 PAST = {"pause": "paused", "resume": "resumed", "evict": "evicted"}
-
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def _emit(args: argparse.Namespace, doc: Mapping[str, Any], text: str) -> None:

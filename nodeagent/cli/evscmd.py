@@ -14,14 +14,14 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
 from nodeagent.cli.admincmd import Admin
 from nodeagent.cli.clusterdir import ClusterDir
+from nodeagent.cli.console import emit_json
+from nodeagent.cli.console import progress as _progress
 from nodeagent.errors import WolfpackError
 from shareddisk import create_disk
 
@@ -66,10 +66,6 @@ def evs_create(adm: Admin, cdir: ClusterDir, args: dict[str, Any]) -> dict[str, 
     created = provision_disk(cdir, disk)
     result = adm.call("evs.create", {**args, "disk": disk})
     return {**result, "disk_created": created}
-
-
-def _progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
 
 
 def cmd_msdtc(args: argparse.Namespace, cdir: ClusterDir, adm: Admin) -> int:
@@ -134,7 +130,7 @@ def cmd_evs(args: argparse.Namespace, cdir: ClusterDir, adm: Admin) -> int:
 
 def _print(args: argparse.Namespace, result: dict[str, Any], text: str) -> None:
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        emit_json(result)
     else:
         print(text)
 

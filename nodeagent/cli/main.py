@@ -15,7 +15,6 @@ DIR of up/status/down/log, or $WOLFPACK_DIR, or ./lab.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -25,6 +24,7 @@ from nodeagent import __version__
 from nodeagent.cli import (
     admincmd,
     clusterdir,
+    console,
     diskcmd,
     evscmd,
     faultcmd,
@@ -66,13 +66,8 @@ The cluster directory is --dir DIR, else $WOLFPACK_DIR, else ./lab. `wolfpack CO
 # -- output helpers --------------------------------------------------------------------------------
 
 
-def emit_json(doc: Any) -> None:
-    json.dump(doc, sys.stdout, indent=2)
-    sys.stdout.write("\n")
-
-
-def progress(line: str) -> None:
-    print(line, file=sys.stderr, flush=True)
+emit_json = console.emit_json
+progress = console.progress
 
 
 def _dir_arg(args: argparse.Namespace) -> str | None:
