@@ -123,6 +123,19 @@ class Timing:
         """
         return self.challenge_wait_s
 
+    def fence_s(self, disk_quorum: bool) -> float:
+        """How long after it was last heard a removed node may still be running its groups.
+
+        A node that stops hearing the cluster detects it within ``node_down_after_s``, regroups for
+        ``regroup_activity_s``, and then halts, stopping every resource: at once under Majority Node
+        Set (it has no majority), after its lost quorum challenge with a disk (bus reset, then
+        ``challenge_wait_s``, then a reserve that conflicts). Two heartbeat intervals cover disk
+        latency and tick granularity. The failover manager starts a removed node's groups elsewhere
+        only after this (core/failover.py).
+        """
+        arbitration = self.challenge_wait_s if disk_quorum else 0.0
+        return self.node_down_after_s + self.regroup_activity_s + arbitration + 2 * self.heartbeat_interval_s
+
     @classmethod
     def for_speed(cls, speed: float, overrides: dict[str, Any] | None = None) -> Timing:
         values: dict[str, Any] = {k: v / speed for k, v in TIMING_DEFAULTS_2003.items()}

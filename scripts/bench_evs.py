@@ -4,10 +4,11 @@ For each case (the EVS owner is / is not the quorum owner) and each dependency t
 ``runs`` times: make the case hold (move the group if needed), start `wolfpack client EVS1
 --service SMTP` (a reply counts only while SMTP is Online on the serving node), kill -9 the owner,
 and take the client's first good reply from the survivor. The floor is computed from the configured
-timings: failure detection (node_down_after_s, less one heartbeat interval since the kill lands
-anywhere in it), the regroup's activity stage, the quorum takeover when the quorum owner died, and
-the longest start-up path through the dependency tree to SMTP (the disk's challenge wait, since a
-dead owner keeps its reservation, then each resource's StartupTime, the store's log replay).
+timings: the instant the group may start on the survivor (the fence, ``Timing.fence_s``, after the
+owner was last heard: up to one heartbeat interval before the kill; or the quorum takeover when the
+quorum owner died, whichever is later), plus the longest start-up path through the dependency tree
+to SMTP (the disk's challenge wait, since a dead owner keeps its reservation, then each resource's
+StartupTime, the store's log replay).
 """
 
 from __future__ import annotations
@@ -121,9 +122,13 @@ def measure(runs: int, version: str, progress: Any) -> list[dict[str, Any]]:
     lab.cli("group", "EVS1", "prop", "FailoverThreshold=1000")
 
     def floor_s(quorum_died: bool, group: dict[str, Any]) -> float:
-        detect = t.node_down_after_s - t.heartbeat_interval_s
-        takeover = t.challenge_takeover_s if quorum_died else 0.0
-        return detect + t.regroup_activity_s + takeover + critical_path_s(group, t)
+        # The kill lands up to one heartbeat interval after the owner was last heard. The group starts
+        # on the survivor after the quorum takeover when the quorum owner died, and in any case not
+        # before the fence (the lost owner must have halted, core/failover.py).
+        last_heard = -t.heartbeat_interval_s
+        takeover = t.node_down_after_s + t.regroup_activity_s + t.challenge_takeover_s if quorum_died else 0.0
+        start = last_heard + max(t.fence_s(disk_quorum=True), takeover)
+        return start + critical_path_s(group, t)
 
     lab.floor_s = floor_s  # type: ignore[attr-defined]
     try:

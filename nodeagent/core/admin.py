@@ -37,6 +37,7 @@ from nodeagent.core.failover import (
     copy_group,
     count_failover,
     failover_order,
+    mark_failed,
     next_owner,
     qualifies,
     reset_states,
@@ -451,7 +452,7 @@ def _group_failover(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcom
         return _ok(db, [], {})  # stale, or from a node that does not own the group (any more)
     target = next_owner(db, g, g.owner, ctx)
     if target is None or not count_failover(db, g, ctx):
-        g.failed, g.desired = True, "offline"
+        mark_failed(db, g, ctx, join_retry=target is None)
         why = (
             "no other node can take it"
             if target is None

@@ -48,6 +48,7 @@ RESOURCE_DEFAULTS: dict[str, float | int] = {
     "PendingTimeout": 180.0,
     "LooksAlivePollInterval": 5.0,
     "IsAlivePollInterval": 60.0,
+    "RetryPeriodOnFailure": 3600.0,  # a Failed resource (its group left Failed) is tried again after this
 }
 GROUP_DEFAULTS: dict[str, float | int] = {
     "FailoverThreshold": 10,
@@ -88,6 +89,8 @@ class Group:
     desired: str = "offline"
     failovers: list[float] = field(default_factory=list)  # when it failed over (threshold bookkeeping)
     failed: bool = False  # left Failed where it is (FailoverThreshold reached, or no node can take it)
+    retry_at_s: float | None = None  # while failed: when it is tried again (RetryPeriodOnFailure)
+    failed_members: list[str] = field(default_factory=list)  # while failed: tried again when one joins
     is_cluster_group: bool = False
 
     def prop(self, name: str) -> Any:

@@ -49,6 +49,7 @@ CATALOGUE: dict[str, tuple[int | None, str]] = {
     "group_moving": (None, "Group {group} is moving from {source} to {target}: {reason}."),
     "group_owner": (None, "Group {group} is now owned by {owner} ({reason})."),
     "group_failed": (None, "Group {group} is left failed on {owner}: {reason}."),
+    "group_retry": (None, "Group {group} is tried again on {owner}: {reason}."),
     "exchange_setup": (None, "Exchange {version} setup {stage} on {target}."),
     "halted": (
         1177,

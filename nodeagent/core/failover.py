@@ -13,6 +13,15 @@ always follows the quorum owner.
 - A group that should be online but whose owner is gone (or that has none) gets a new owner.
   Losing the owner counts as a failover: at most FailoverThreshold within FailoverPeriod, after
   which the group is left Failed.
+- Fencing. A node removed from the membership may still be running (cut off, not dead), with the
+  group Online, until its own regroup fails and it halts. Its groups are therefore placed elsewhere
+  only from ``ctx.fence_until[node]`` on: the instant by which a running node that stopped hearing
+  the cluster must have halted (``Timing.fence_s`` after the placer last heard it, see config.py).
+  MSCS lets the Physical Disk challenge and the address-conflict check catch the overlap instead;
+  wolfpack waits, so that no group is ever Online on two nodes (the challenge still runs).
+- Retry (MSCS RetryPeriodOnFailure). A group left Failed is tried again, where it is, once
+  ``RetryPeriodOnFailure`` (the shortest of its resources') has passed since it failed; one that
+  failed because no other node could take it is also tried again as soon as a node joins.
 - Failback: a group that allows it moves back to its first preferred owner when that node is
   back, immediately or only between FailbackWindowStart and FailbackWindowEnd.
 
@@ -22,15 +31,23 @@ offline and hands it over (``group.handover``), then the target brings it online
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from nodeagent.core.clusterdb import ClusterDb, Group, ResourceState, group_update, resource_update
+from nodeagent.core.clusterdb import (
+    RESOURCE_DEFAULTS,
+    ClusterDb,
+    Group,
+    ResourceState,
+    group_update,
+    resource_update,
+)
 from nodeagent.core.effects import Event
 from nodeagent.core.events import event
 from nodeagent.core.evs import storage_groups_ok
 
 Update = tuple[str, dict[str, Any]]
+_NEVER = float("-inf")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,6 +59,7 @@ class Context:
     now_s: float
     wall_hour: int | None  # local hour of day, for failback windows (None: unknown, windows closed)
     vip_prefix: str = "127.0.3."  # virtual IPs of this cluster: prefix + X
+    fence_until: dict[str, float] = field(default_factory=dict)  # lost node -> its groups may move from
 
 
 def qualifies(db: ClusterDb, g: Group, node: str, ctx: Context) -> bool:
@@ -91,7 +109,12 @@ def reset_states(db: ClusterDb, g: Group) -> list[Update]:
 
 
 def copy_group(g: Group) -> Group:
-    return replace(g, failovers=list(g.failovers), preferred_owners=list(g.preferred_owners))
+    return replace(
+        g,
+        failovers=list(g.failovers),
+        preferred_owners=list(g.preferred_owners),
+        failed_members=list(g.failed_members),
+    )
 
 
 def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
@@ -103,12 +126,18 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
         if g.target is not None and g.target not in ctx.members:
             g.target = None  # the target of a move died: the failover manager chooses again
             changed = True
-        if g.is_cluster_group:
-            if g.owner != ctx.me:
-                reason = "the Cluster Group follows the quorum"
-                g.owner, g.target, g.desired, changed = ctx.me, None, "online", True
-                updates.extend(reset_states(db, g))
-                events.append(event("group_owner", ctx.me, group=g.name, owner=ctx.me, reason=reason))
+        if g.is_cluster_group and g.owner != ctx.me:
+            reason = "the Cluster Group follows the quorum"
+            g.owner, g.target, g.desired, changed = ctx.me, None, "online", True
+            updates.extend(reset_states(db, g))
+            events.append(event("group_owner", ctx.me, group=g.name, owner=ctx.me, reason=reason))
+        elif g.failed and (why := _retry_due(g, ctx)):
+            g.failed, g.desired, g.retry_at_s, g.failed_members, changed = False, "online", None, [], True
+            events.append(event("group_retry", ctx.me, group=g.name, owner=g.owner or "any node", reason=why))
+        elif g.is_cluster_group:
+            pass  # it follows the quorum owner, and nothing else moves it
+        elif _awaiting_fence(g, ctx):
+            pass  # its lost owner may still be running it: wait until that node must have halted
         elif g.desired == "online" and not g.failed and (g.owner is None or g.owner not in ctx.members):
             lost = g.owner
             target = next_owner(db, g, lost, ctx)
@@ -118,7 +147,8 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
                 if g.owner is not None:
                     g.owner, changed = None, True
             elif lost is not None and not count_failover(db, g, ctx):
-                g.owner, g.failed, changed = None, True, True
+                g.owner, changed = None, True
+                mark_failed(db, g, ctx, join_retry=False)
                 reason = f"FailoverThreshold {g.prop('FailoverThreshold')} reached"
                 events.append(event("group_failed", ctx.me, group=g.name, owner=lost, reason=reason))
             else:
@@ -135,6 +165,32 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
         if changed:
             updates.append(group_update(g))
     return updates, events
+
+
+def _awaiting_fence(g: Group, ctx: Context) -> bool:
+    lost = g.owner is not None and g.owner not in ctx.members
+    return lost and ctx.now_s < ctx.fence_until.get(g.owner or "", _NEVER)
+
+
+def mark_failed(db: ClusterDb, g: Group, ctx: Context, *, join_retry: bool) -> None:
+    """Leave ``g`` Failed where it is, with its retry arranged (RetryPeriodOnFailure, a node joining)."""
+    g.failed, g.desired = True, "offline"
+    periods = [float(r.prop("RetryPeriodOnFailure")) for r in db.group_resources(g.name)]
+    g.retry_at_s = ctx.now_s + min(periods or [float(RESOURCE_DEFAULTS["RetryPeriodOnFailure"])]) / ctx.speed
+    g.failed_members = sorted(ctx.members) if join_retry else []
+
+
+def _retry_due(g: Group, ctx: Context) -> str:
+    """Why a failed group is due to be tried again ("" when it is not)."""
+    if g.retry_at_s is not None and ctx.now_s >= g.retry_at_s:
+        return "RetryPeriodOnFailure has passed"
+    joined = sorted(m for m in ctx.members if m not in g.failed_members)
+    return f"{', '.join(joined)} joined the cluster" if g.failed_members and joined else ""
+
+
+def retry_deadline(db: ClusterDb) -> float | None:
+    times = [g.retry_at_s for g in db.groups.values() if g.failed and g.retry_at_s is not None]
+    return min(times) if times else None
 
 
 def _failback_due(db: ClusterDb, g: Group, ctx: Context) -> bool:

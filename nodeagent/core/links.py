@@ -104,6 +104,11 @@ class LinkMonitor:
                     best = due
         return best
 
+    def last_heard_s(self, peer: int) -> float | None:
+        """When anything was last heard from ``peer`` on any network (None: never, since the last forget)."""
+        times = [at for (p, _), at in self._last_heard.items() if p == peer]
+        return max(times) if times else None
+
     def forget(self) -> None:
         """Drop everything heard (the cluster service restarts after a halt)."""
         self._last_heard.clear()

@@ -54,9 +54,13 @@ from nodeagent.errors import RemoteProtocolError
 _LIVE_PHASES = (Phase.JOINING, Phase.ARBITRATING, Phase.MEMBER, Phase.REGROUPING)
 _PHASES = frozenset(int(p) for p in Phase)
 _BEATS_REMEMBERED = 64  # send times kept for the leader lease (8 s of beats at speed 10)
+_NEVER = float("-inf")
 
 
 class NodeCore(ServicesCore):
+    _last_call_s: float | None = None  # the latest call into the core (stall detection)
+    _stall_ended_s: float = _NEVER
+
     # == public surface ===============================================================================
     def start(self, now_s: float) -> Ready:
         self._emit("service_started", incarnation=self.incarnation, known_epoch=self.known_epoch)
@@ -67,7 +71,10 @@ class NodeCore(ServicesCore):
     def on_message(self, net: Net, sender: int, incarnation: int, msg: Message, now_s: float) -> Ready:
         if self.phase not in _LIVE_PHASES or sender == self.node_id or sender not in self.config.node_ids:
             return self._finish(now_s)
-        self._ready.events.extend(self.links.heard(sender, net, now_s))
+        if self._stood_still(now_s):
+            return self._finish(now_s)
+        if now_s >= self._stall_ended_s + self._t.heartbeat_interval_s / 2:  # not queued during a stall
+            self._ready.events.extend(self.links.heard(sender, net, now_s))
         if isinstance(msg, Heartbeat):
             if msg.phase not in _PHASES:
                 return self._finish(now_s)
@@ -210,6 +217,8 @@ class NodeCore(ServicesCore):
             return
         if self.phase not in _LIVE_PHASES:
             return
+        if self._stood_still(now_s):
+            return
         self._ready.events.extend(self.links.check(now_s))
         if self.arbiter is not None:
             self._on_arbiter(self.arbiter.on_tick(now_s), now_s)
@@ -245,6 +254,7 @@ class NodeCore(ServicesCore):
             self._join_deadline_s if self.phase == Phase.JOINING else None,
             self._proposal.deadline_s if self._proposal is not None else None,
             self.rm.next_deadline() if self.phase in IN_CLUSTER else None,
+            self._services_deadline(now_s) if self.phase in IN_CLUSTER else None,
         ):
             if t is not None:
                 times.append(t)
@@ -338,6 +348,31 @@ class NodeCore(ServicesCore):
         self._joiners.add(sender)
         if self._proposal is None:
             self._propose(now_s, tuple(sorted({*self.members, *self._joiners})), base_epoch=self.epoch)
+
+    def _stood_still(self, now_s: float) -> bool:
+        """Notice a stall; halt a member whose process stood still longer than the others wait for it.
+
+        A running node is called at least every heartbeat interval; a gap of more than two means the
+        process was not running (frozen, stopped, starved). What the socket queued meanwhile is old
+        news: datagrams handled in the first half interval after a stall still deliver their content,
+        but they do not count as hearing the peer (on_message). Otherwise a node thawed after a short
+        freeze would believe it heard the cluster just now, detect a partition that began during the
+        freeze a whole freeze later than the others, and keep its groups past the fence (failover.py).
+        After a stall longer than the others wait before declaring it down, it has been removed, and
+        its groups may be starting elsewhere: it halts before doing anything else.
+        """
+        stall = 0.0
+        if self._last_call_s is not None and now_s - self._last_call_s > 2 * self._t.heartbeat_interval_s:
+            stall, self._stall_ended_s = now_s - self._last_call_s, now_s
+        self._last_call_s = now_s
+        if self.phase in IN_CLUSTER and stall > self._t.node_down_after_s:
+            down = self._t.node_down_after_s
+            self._halt(
+                now_s,
+                f"this node stood still for {stall:.3f} s; others declare a node down after {down:.3f} s",
+            )
+            return True
+        return False
 
     # == heartbeats and failure detection =============================================================
     def _on_heartbeat(self, sender: int, beat: Heartbeat, now_s: float) -> None:
@@ -521,6 +556,9 @@ class NodeCore(ServicesCore):
         self._departed.clear()
         self.members = ()
         self.quorum_owner = None
+        # One last heartbeat says HALTED: partition mates waiting on us stop waiting, and the failover
+        # manager knows at once that our groups are stopped (services.py, fencing).
+        self._send_beats(now_s)
         self.links.forget()
         self._restart_at_s = now_s + self._t.restart_delay_s
         self._emit("halted", reason=reason, restart_s=round(self._t.restart_delay_s, 6))

@@ -38,7 +38,7 @@ from nodeagent.core.effects import (
     ResourceReport,
 )
 from nodeagent.core.events import event
-from nodeagent.core.failover import Context, place
+from nodeagent.core.failover import Context, place, retry_deadline
 from nodeagent.core.gum import (
     CHECKPOINT_BLOCK,
     CHECKPOINT_BLOCKS,
@@ -261,7 +261,40 @@ class ServicesCore(MembershipCore):
         members = frozenset(self.config.node(m).name for m in self.members)
         nodes = tuple(n.name for n in sorted(self.config.nodes, key=lambda n: n.id))
         vip_prefix = self.config.virtual_ip(0)[:-1]
-        return Context(self.name, nodes, members, self.config.speed, now_s, self.wall_hour, vip_prefix)
+        return Context(
+            self.name,
+            nodes,
+            members,
+            self.config.speed,
+            now_s,
+            self.wall_hour,
+            vip_prefix,
+            self._fence_until(),
+        )
+
+    def _fence_until(self) -> dict[str, float]:
+        """For each node outside the membership: from when it cannot be running any group (failover.py)."""
+        fence_s = self._t.fence_s(self.arbiter is not None)
+        out: dict[str, float] = {}
+        for node in self.config.nodes:
+            heard = self.links.last_heard_s(node.id)
+            if node.id in self.members or heard is None:
+                continue
+            pb = self.links.beats.get(node.id)
+            if pb is not None and pb.beat.phase not in IN_CLUSTER:
+                continue  # it says it is joining or halted: a node outside the cluster runs nothing
+            out[node.name] = heard + fence_s
+        return out
+
+    def _services_deadline(self, now_s: float) -> float | None:
+        """The next instant the failover manager has work: a fence ending, a failed group's retry."""
+        if not self._is_sequencer(now_s):
+            return None
+        times = [t for t in self._fence_until().values() if t > now_s]
+        retry = retry_deadline(self.db)
+        if retry is not None:
+            times.append(retry)
+        return min(times) if times else None
 
     def _bootstrap(self) -> list[tuple[str, dict[str, Any]]]:
         """A new cluster: the Cluster Group with its IP address, name and (disk quorum) the quorum disk."""

@@ -314,21 +314,42 @@ def test_a_frozen_owner_keeps_its_address_until_it_halts_at_thaw() -> None:
     assert_clean(sim)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "core: on the survivor the IP Address fails 4 times within ~0.2 s (restarts are immediate, the "
-        "frozen node still holds the address), the 4th failure asks group.failover, next_owner finds no "
-        "other member (2 nodes), so admin._group_failover sets failed=True and desired='offline'; "
-        "nothing retries after the old owner halts and frees the address, so EVS1 stays down until an "
-        "operator brings it online"
-    ),
-)
 def test_after_the_thaw_the_group_comes_back_on_the_survivor_by_itself() -> None:
+    # The survivor left EVS1 Failed (no other node could take it); the thawed node halts, restarts and
+    # rejoins, and a node joining is a reason to try a failed group again (failover.py, retry).
     sim = new_sim(2)
     build_lab(sim)
+    t_thaw = sim.now
     freeze_owner_past_the_lease(sim)
     wait_online(sim, "EVS1", "NODE2", timeout_s=10.0)
+    retries = [
+        e.fields for _, _, e in events_of(sim, "group_retry", since_s=t_thaw) if e.fields["group"] == "EVS1"
+    ]
+    assert retries and retries[0]["reason"] == "NODE1 joined the cluster"
+    assert_clean(sim)
+
+
+def test_a_failed_group_is_tried_again_after_retry_period_on_failure() -> None:
+    sim = new_sim(3)
+    build_lab(sim)
+    ok(sim, "NODE1", "group.prop", {"name": "EVS1", "props": {"FailoverThreshold": 1}})
+    ok(sim, "NODE1", "resource.prop", {"name": STORE, "props": {"RetryPeriodOnFailure": 60.0}})
+    ok(sim, "NODE1", "resource.prop", {"name": STORE, "private": {"FailMode": "always"}})
+    t0 = sim.now
+    assert sim.fail("NODE1", STORE)
+    assert sim.run_until_condition(lambda: bool(events_of(sim, "group_failed", since_s=t0)), t0 + 10.0)
+    t_failed = sim.now
+    owner = group_state(sim, "EVS1")[0]
+    # The store's fault is gone (the operator fixed it), but nothing is retried before the period ends.
+    ok(sim, owner, "resource.prop", {"name": STORE, "private": {"FailMode": "none"}})
+    sim.run_until(t_failed + 5.5)  # RetryPeriodOnFailure 60 s at speed 10: 6 s
+    assert events_of(sim, "group_retry", since_s=t0) == []
+    assert group_state(sim, "EVS1")[1] == "Failed"
+    wait_online(sim, "EVS1", owner, timeout_s=5.0)
+    retry = events_of(sim, "group_retry", since_s=t0)
+    assert [e.fields["reason"] for _, _, e in retry] == ["RetryPeriodOnFailure has passed"]
+    assert 6.0 <= retry[0][0] - t_failed < 6.2
+    assert_clean(sim)
 
 
 # -- regression: a rejoining node must not act on its stale copy of the database --------------------------

@@ -23,18 +23,7 @@ SEEDS = range(1, 16)
 FLAVOURS = [("disk", "scsi2"), ("disk", "scsi3"), ("majority", "scsi2")]
 NODES = {"disk": 2, "majority": 3}  # a 2-node Majority Node Set cannot lose a node
 
-_NOT_FENCED = (
-    "core: one_group_owner - the survivors install a membership without the EVS owner and place() "
-    "gives them its group at once, while the removed owner is still RUNNING (isolated or partitioned, "
-    "not yet halted: it halts only when its own regroup/arbitration fails, up to about a second later) "
-    "with every EVS1 resource Online; the address conflict (1049) on the new owner is the symptom. "
-    "Nothing in failover.place waits for the removed node to be fenced (its lease run out, or its "
-    "Physical Disk reservation broken) before starting the group elsewhere"
-)
-KNOWN_CORE_BUGS: dict[tuple[str, str, int, int], str] = {
-    ("disk", "scsi3", 2, 8): _NOT_FENCED,  # NODE2 isolated after a thaw: NODE1 still runs EVS1 at 19.84
-    ("majority", "scsi2", 3, 4): _NOT_FENCED,  # NODE1 isolated: NODE2 takes EVS1 at 4.82, NODE1 runs it
-}
+KNOWN_CORE_BUGS: dict[tuple[str, str, int, int], str] = {}
 
 
 def cases() -> Iterator[Any]:
