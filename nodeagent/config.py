@@ -136,6 +136,19 @@ class Timing:
         arbitration = self.challenge_wait_s if disk_quorum else 0.0
         return self.node_down_after_s + self.regroup_activity_s + arbitration + 2 * self.heartbeat_interval_s
 
+    @property
+    def settle_bound_s(self) -> float:
+        """How long a healed cluster may take to converge: three rounds of (join, restart after a
+        halt, quorum takeover, regroup with two stage timeouts, failure detection)."""
+        return 3 * (
+            self.join_timeout_s
+            + self.restart_delay_s
+            + self.challenge_takeover_s
+            + self.regroup_activity_s
+            + 2 * self.regroup_stage_timeout_s
+            + self.node_down_after_s
+        )
+
     @classmethod
     def for_speed(cls, speed: float, overrides: dict[str, Any] | None = None) -> Timing:
         values: dict[str, Any] = {k: v / speed for k, v in TIMING_DEFAULTS_2003.items()}

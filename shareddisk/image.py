@@ -25,6 +25,9 @@ in one process (the simulator, tests, threads) would not exclude each other, and
 silently drop the other's lock. ``flock`` belongs to the open file description: each handle is its own
 initiator. A per-handle mutex serializes the threads that share a handle.
 
+Every change of the record is also appended to ``NAME.history.jsonl`` next to the image, under the
+same lock (history.py): the reservation history the chaos checker reads.
+
 Limits: the lock is polled until ``lock_timeout_s`` (a node frozen with SIGSTOP inside a command would
 otherwise hang every other node); then the call raises ``DiskUnavailable``. Each call also checks that
 the path still names the opened file: deleting or replacing the image makes the disk unavailable to
@@ -42,7 +45,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from shareddisk import rules
+from shareddisk import history, rules
 from shareddisk.errors import DiskExists, DiskFormatError, DiskUnavailable
 from shareddisk.layout import (
     HEADER_AREA,
@@ -192,6 +195,7 @@ class FileDisk:
                 if written != len(record):
                     why = f"short write of the reservation record ({written} bytes)"
                     raise DiskUnavailable(self._name, why)
+                history.append(self._path, op, new_state)  # still under the lock: in change order
             return outcome
 
     # ---- reservation commands -------------------------------------------------------------------

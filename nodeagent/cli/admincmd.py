@@ -403,6 +403,9 @@ def cmd_resource(args: argparse.Namespace, adm: Admin) -> int:
                 "name": name, "group": args.group, "type": args.type,
                 "separate": args.separate, "private": assignments(args.priv),
             }  # fmt: skip
+            disk = call_args["private"].get("Disk")
+            if args.type == "Physical Disk" and isinstance(disk, str) and disk:
+                adm.cdir.provision_disk(disk)  # the shared disk exists before the resource names it
         elif verb == "prop":
             call_args = {"name": name, "props": assignments(args.assign), "private": assignments(args.priv)}
         else:

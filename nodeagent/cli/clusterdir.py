@@ -27,6 +27,8 @@ import re
 import secrets
 import shutil
 import socket
+import tempfile
+import time
 import tomllib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -46,6 +48,10 @@ from nodeagent.config import (
     load_cluster_file,
 )
 from nodeagent.errors import ConfigError
+from shareddisk import create_disk
+
+CLAIM_S = 60.0  # how long a picked cluster number stays claimed for its `up`
+DATA_DISK_BYTES = 16 * 2**20  # a data disk (EVS, MSDTC, mounted volume) made by evs/resource create
 
 DEFAULT_DIR = "lab"
 ENV_DIR = "WOLFPACK_DIR"
@@ -87,6 +93,18 @@ class ClusterDir:
 
     def disk_path(self, name: str) -> Path:
         return self.disks_dir / f"{name}.img"
+
+    def provision_disk(self, name: str) -> bool:
+        """Create disks/NAME.img (a data disk, like an admin provisioning a LUN) when it is missing;
+        True when it was created."""
+        if not (name.isascii() and name.isalnum() and len(name) <= 64):
+            raise ConfigError(f"disk name {name!r}: letters and digits only, at most 64")
+        path = self.disk_path(name)
+        if path.exists():
+            return False
+        self.disks_dir.mkdir(exist_ok=True)
+        create_disk(path, DATA_DISK_BYTES)
+        return True
 
     def node_dir(self, name: str) -> Path:
         return self.nodes_dir / name
@@ -222,6 +240,29 @@ def sibling_numbers(root: Path) -> set[int]:
     return numbers
 
 
+def claim_number(number: int, root: Path) -> bool:
+    """Claim ``number`` machine-wide for CLAIM_S seconds (False: someone else claimed it recently).
+
+    Two `up`s started at the same moment (parallel tests, scripts) would otherwise both find the same
+    number bindable before either has started its nodes. A claim is a file created with O_EXCL in
+    the temp directory; it only has to outlive the start-up, after which the bound sockets speak.
+    """
+    claims = Path(tempfile.gettempdir()) / "wolfpack-claims"
+    claims.mkdir(exist_ok=True)
+    path = claims / str(number)
+    with contextlib.suppress(FileNotFoundError):
+        if time.time() - path.stat().st_mtime < CLAIM_S:
+            return False
+        path.unlink()
+    try:
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+    except FileExistsError:
+        return False
+    with os.fdopen(fd, "w") as f:
+        f.write(f"{root}\n")
+    return True
+
+
 def pick_cluster_number(
     root: Path, bindable: Callable[[int], bool] = number_is_bindable, requested: int | None = None
 ) -> int:
@@ -230,8 +271,9 @@ def pick_cluster_number(
         if not bindable(requested):
             raise ConfigError(f"--cluster-number {requested}: 127.{requested}.x.x:{CLUSTER_PORT} is in use")
         return requested
+    real = bindable is number_is_bindable  # (tests pass a fake and want no machine-wide claims)
     for number in range(1, MAX_CLUSTER_NUMBER + 1):
-        if number not in taken and bindable(number):
+        if number not in taken and bindable(number) and (not real or claim_number(number, root)):
             return number
     raise ConfigError(f"no free cluster number from 1 to {MAX_CLUSTER_NUMBER} (every one is in use)")
 

@@ -23,19 +23,8 @@ from nodeagent.cli.clusterdir import ClusterDir
 from nodeagent.cli.console import emit_json
 from nodeagent.cli.console import progress as _progress
 from nodeagent.errors import WolfpackError
-from shareddisk import create_disk
 
-EVS_DISK_BYTES = 16 * 2**20
 WAIT_TIMEOUT_S = 120.0
-
-
-def provision_disk(cdir: ClusterDir, name: str) -> bool:
-    """Create DIR/disks/NAME.img if it is missing; True when it was created."""
-    path = cdir.root / "disks" / f"{name}.img"
-    if path.exists():
-        return False
-    create_disk(path, EVS_DISK_BYTES)
-    return True
 
 
 def install(
@@ -63,7 +52,7 @@ def wait_for(pred: Callable[[], bool], what: str, timeout_s: float = WAIT_TIMEOU
 
 def evs_create(adm: Admin, cdir: ClusterDir, args: dict[str, Any]) -> dict[str, Any]:
     disk = str(args.get("disk") or args["name"])
-    created = provision_disk(cdir, disk)
+    created = cdir.provision_disk(disk)
     result = adm.call("evs.create", {**args, "disk": disk})
     return {**result, "disk_created": created}
 

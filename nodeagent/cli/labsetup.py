@@ -4,7 +4,8 @@ Theory of operation
 -------------------
 The same admin requests an operator would type, in the order MSCS.md prescribes:
 1. MSDTC first (in the Cluster Group);
-2. Exchange setup on every node, one node at a time, each waited for;
+2. Exchange setup on every node, one node at a time, each waited for (each takes the cluster
+   property ExchangeSetupTime, 30 Windows seconds unless ``--exchange-setup-s`` sets it);
 3. K virtual servers ``EVS1``..``EVSk``, each with its disk, IP address, network name and the
    System Attendant, which creates the other Exchange resources; each gets one preferred owner,
    round robin over the nodes, and failback is prevented (the recommended settings);
@@ -27,9 +28,16 @@ from nodeagent.cli.clusterdir import ClusterDir
 
 
 def build_standard_lab(
-    adm: Admin, cdir: ClusterDir, evs_count: int, version: str, progress: Callable[[str], None]
+    adm: Admin,
+    cdir: ClusterDir,
+    evs_count: int,
+    version: str,
+    progress: Callable[[str], None],
+    setup_s: float | None = None,
 ) -> dict[str, Any]:
     nodes = [n.name for n in sorted(adm.config.nodes, key=lambda n: n.id)]
+    if setup_s is not None:  # the cluster property ExchangeSetupTime, in Windows seconds
+        adm.call("cluster.prop", {"props": {"ExchangeSetupTime": setup_s}})
     status = adm.call("exchange.status", {})
     groups = {g["name"]: g for g in adm.node_status().get("groups", [])}
     has_dtc = any(r.get("type") == "Distributed Transaction Coordinator" for g in groups.values()

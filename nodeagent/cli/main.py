@@ -23,6 +23,7 @@ from typing import Any
 from nodeagent import __version__
 from nodeagent.cli import (
     admincmd,
+    chaoscmd,
     clusterdir,
     console,
     diskcmd,
@@ -31,6 +32,8 @@ from nodeagent.cli import (
     labsetup,
     launcher,
     logview,
+    procfaults,
+    scenariocmd,
     simcmd,
     status,
     upcmd,
@@ -109,13 +112,17 @@ def cmd_up(args: argparse.Namespace) -> int:
         raise ConfigError(f"--timeout-s {args.timeout_s:g}: must be more than 0 and at most 3600")
     if not 0 <= args.evs <= 8:
         raise ConfigError(f"--evs {args.evs}: must be from 0 to 8")
+    if args.exchange_setup_s is not None and not 0 <= args.exchange_setup_s <= 3600:
+        raise ConfigError(f"--exchange-setup-s {args.exchange_setup_s:g}: must be from 0 to 3600")
     result = upcmd.up(root, opts, args.timeout_s, progress)
     what = f"created {root}" if result.created else f"using {root}"
     started = ", ".join(result.started) or "none (all were running)"
     progress(f"cluster {result.config.name} is up ({what}; started: {started})")
     if args.evs:
         adm = admincmd.Admin(result.cdir, result.config, progress=progress)
-        built = labsetup.build_standard_lab(adm, result.cdir, args.evs, args.exchange_version, progress)
+        built = labsetup.build_standard_lab(
+            adm, result.cdir, args.evs, args.exchange_version, progress, args.exchange_setup_s
+        )
         progress(f"standard lab ready: {', '.join(built['evs'])} online (Exchange {built['version']})")
     extra = {"up": {"created": result.created, "started": list(result.started),
                     "already_running": list(result.already_running)}}  # fmt: skip
@@ -181,16 +188,11 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_fault(args: argparse.Namespace) -> int:
     cdir, config = _open(args)
-    if args.fault_cmd == "cut":
-        report = faultcmd.cut(cdir, config, args.node, args.other, args.net)
-    elif args.fault_cmd == "heal":
-        report = faultcmd.heal(cdir, config, args.node)
-    else:
-        report = faultcmd.list_faults(cdir, config)
+    report, listing = faultcmd.run_args(cdir, config, args)
     if args.json:
         emit_json(report.as_json())
     else:
-        print(faultcmd.render(report, listing=args.fault_cmd == "list"))
+        print(faultcmd.render(report, listing=listing))
     return 0
 
 
@@ -247,13 +249,20 @@ STATUS_EXAMPLES = """\
 FAULT_EXAMPLES = """\
   wolfpack fault cut NODE2 --net private        NODE2 loses the private network to every peer
   wolfpack fault cut NODE1 NODE2 --net all      NODE1 and NODE2 cannot talk at all
+  wolfpack fault loss NODE1 --pct 30            30% of NODE1's datagrams lost, both ways
+  wolfpack fault delay NODE2 --ms 50 --jitter-ms 20
+  wolfpack fault isolate NODE3                  NODE3 hears nobody, nobody hears NODE3
+  wolfpack fault split "NODE1|NODE2,NODE3"
+  wolfpack fault oneway "NODE1->NODE2"          NODE1's datagrams to NODE2 are dropped
+  wolfpack fault partition ring --seed 7        Jepsen's majorities ring
   wolfpack fault list
-  wolfpack fault heal"""
-CUT_HELP = """\
-Install a cut on NODE (for peer OTHER, or every peer): NODE drops the datagrams both ways.
-With OTHER the cut is installed on both nodes, so that it holds while either one restarts; if
-OTHER does not answer, on NODE only (which is enough). Faults live in the node process: a
-restarted node has none."""
+  wolfpack fault heal NODE2 --id 3              one fault; `fault heal` removes every fault"""
+FAULT_HELP = """\
+Network faults live in each node's transport and are installed through its control socket (out of
+band: they work while the links are cut). Kinds: cut, loss, delay, dup, reorder; per network
+(--net private|public|all), per peer (OTHER, or every peer) and per direction (--direction
+both|in|out). Shapes (isolate, split, oneway, partition one|majority|ring) become cut rules on
+every node concerned. A restarted node has no faults."""
 LOG_HELP = """\
 Merge every node's events.jsonl by CLOCK_MONOTONIC. Each line: local time, seconds since the
 first event shown, node, MSCS event id, message."""
@@ -323,6 +332,10 @@ def _add_up(subs: Any) -> None:
         "--exchange-version", choices=("2003", "2000"), default="2003",
         help="the dependency tree of the virtual servers (--evs; default 2003)",
     )  # fmt: skip
+    p.add_argument(
+        "--exchange-setup-s", type=float, metavar="W",
+        help="how long Exchange setup takes on each node, Windows seconds (--evs; default 30)",
+    )  # fmt: skip
     _json(p, "print the final status as one JSON document")
     p.set_defaults(func=cmd_up)
 
@@ -380,20 +393,11 @@ def _add_lifecycle(subs: Any) -> None:
 
 
 def _add_fault(subs: Any) -> None:
-    p = _sub(subs, "fault", "network faults: cut a node off, heal, list", FAULT_EXAMPLES)
+    summary = "faults: cut, loss, delay, dup, reorder links; isolate, split, partition; heal, list"
+    p = _sub(subs, "fault", summary, FAULT_EXAMPLES, FAULT_HELP)
     fsubs = p.add_subparsers(dest="fault_cmd", metavar="ACTION", required=True)
-    examples = "  wolfpack fault cut NODE2 --net private\n  wolfpack fault cut NODE1 NODE3 --net all"
-    fp = _sub(fsubs, "cut", "drop a node's datagrams to and from a peer (or every peer)", examples, CUT_HELP)
-    _node(fp)
-    fp.add_argument("other", nargs="?", metavar="OTHER", help="the peer to cut NODE from (default: all)")
-    fp.add_argument("--net", choices=faultcmd.NETS, required=True, help="which network to cut")
-    _json(fp)
-    examples = "  wolfpack fault heal\n  wolfpack fault heal NODE2"
-    fp = _sub(fsubs, "heal", "remove every fault of a node (every node when omitted)", examples)
-    fp.add_argument("node", nargs="?", metavar="NODE", help="the node to heal (default: every node)")
-    _json(fp)
-    fp = _sub(fsubs, "list", "show the faults every node has installed", "  wolfpack fault list")
-    _json(fp)
+    faultcmd.add_parsers(fsubs, _sub)  # link faults: kinds, shapes, heal, list (faultcmd.run_args)
+    procfaults.add_parsers(fsubs, _sub)  # fault disk | disk-heal | resource | crashloop (own handlers)
     p.set_defaults(func=cmd_fault)
 
 
@@ -442,6 +446,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_disk_sim(subs)
     admincmd.add_parsers(subs, _sub, _open)
     evscmd.add_parsers(subs, _sub, _open)
+    scenariocmd.add_parsers(subs, _sub)
+    chaoscmd.add_parsers(subs, _sub)
     _add_client(subs)
     return parser
 

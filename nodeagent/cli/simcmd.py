@@ -7,6 +7,10 @@ cores with a virtual clock, a simulated network and in-memory disks, injects ran
 from the seed and checks the invariants after every step. Without ``--seed`` a random seed is drawn
 and printed first (on stderr), so any run can be replayed; the report ends with the exact replay
 command. The exit code is 1 when an invariant was violated.
+
+``--chaos-seed S`` takes the fault schedule from ``nodeagent.chaos.plan.fault_schedule(S, ...)``, the
+one ``wolfpack chaos --seed S`` applies to real processes (same nodes, duration and speed), while
+``--seed`` still drives everything else in the simulation.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--arbitration", choices=("scsi2", "scsi3"), default="scsi2", help="(default scsi2)")
     parser.add_argument("--no-faults", action="store_true", help="run without injecting faults")
+    parser.add_argument(
+        "--chaos-seed", type=int, metavar="S",
+        help="draw the fault schedule of `wolfpack chaos --seed S` (same nodes, duration and speed)",
+    )  # fmt: skip
 
 
 def _jsonable(value: Any) -> Any:
@@ -62,6 +70,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"seed {seed} (replay with --seed {seed})", file=sys.stderr, flush=True)
     elif not 0 <= seed <= MAX_SEED:
         raise ConfigError(f"--seed {seed}: must be from 0 to {MAX_SEED}")
+    chaos_seed = getattr(args, "chaos_seed", None)
+    if chaos_seed is not None and not 0 <= chaos_seed <= MAX_SEED:
+        raise ConfigError(f"--chaos-seed {chaos_seed}: must be from 0 to {MAX_SEED}")
     if not 1 <= args.nodes <= MAX_NODES:
         raise ConfigError(f"--nodes {args.nodes}: a cluster has 1 to {MAX_NODES} nodes")
     if not 0 < args.duration_s <= MAX_DURATION_S:
@@ -78,10 +89,20 @@ def run(args: argparse.Namespace) -> int:
         quorum=args.quorum,
         arbitration=args.arbitration,
         faults=not args.no_faults,
+        chaos_seed=chaos_seed,
     )
+    chaos_note = f" --chaos-seed {chaos_seed}" if chaos_seed is not None else ""
     if args.json:
-        json.dump(report_json(report), sys.stdout, indent=2)
+        doc = report_json(report)
+        doc["chaos_seed"] = chaos_seed
+        doc["replay"] += chaos_note
+        json.dump(doc, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
         sys.stdout.write(format_report(report))
+        if chaos_seed is not None:
+            sys.stdout.write(
+                f"fault schedule: wolfpack chaos --seed {chaos_seed} (replay: {report.replay_command()}"
+                f"{chaos_note})\n"
+            )
     return 0 if report.ok else 1

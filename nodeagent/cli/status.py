@@ -23,7 +23,7 @@ answering there is no tree: a node outside the cluster may hold an outdated copy
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from nodeagent.cli.probe import ControlState, NodeObservation
@@ -54,6 +54,7 @@ class NodeStatus:
     epoch: int | None  # the membership epoch this node has installed
     faults: tuple[dict[str, Any], ...]
     note: str | None
+    fault_counters: dict[str, Any] = field(default_factory=dict)  # fault_drops, fault_delayed, ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +65,7 @@ class InterfaceProblem:
     peer: str
     net: str
     state: str
+    faults: tuple[str, ...] = ()  # the faults that act on this interface (fault_marks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,6 +84,7 @@ class ClusterStatus:
     interfaces: tuple[InterfaceProblem, ...]
     groups: tuple[GroupView, ...] = ()  # from the view_from node; () without a view
     db_version: int | None = None
+    faulted: tuple[InterfaceProblem, ...] = ()  # every interface a fault acts on, whatever its state
 
 
 def _state(value: Any) -> NodeState | None:
@@ -158,7 +161,8 @@ def compose(config: ClusterConfig, observations: Sequence[NodeObservation]) -> C
                 note = note or f"not running, but the cluster has not noticed yet (it says {state.value})"
             elif view is not None:
                 note = note or "not running: wolfpack start " + node.name
-        raw_faults = answer.get("faults") if answer is not None else None
+        # fault_rules: the full shape, with ids (a node of issue 2 has only the compact "faults").
+        raw_faults = (answer.get("fault_rules") or answer.get("faults")) if answer is not None else None
         faults = tuple(f for f in raw_faults if isinstance(f, dict)) if isinstance(raw_faults, list) else ()
         nodes.append(
             NodeStatus(
@@ -178,9 +182,11 @@ def compose(config: ClusterConfig, observations: Sequence[NodeObservation]) -> C
                 epoch=_int(answer.get("epoch")) if answer is not None else None,
                 faults=faults,
                 note=note,
+                fault_counters=_fault_counters(answer),
             )
         )
     states = {n.id: n.state for n in nodes}
+    marks = fault_marks(config, {n.name: n.faults for n in nodes})
     owner = _int(view.get("quorum_owner")) if view is not None else None
     return ClusterStatus(
         name=config.name,
@@ -194,14 +200,97 @@ def compose(config: ClusterConfig, observations: Sequence[NodeObservation]) -> C
         quorum_owner=names.get(owner) if owner is not None else None,
         epoch=_int(view.get("epoch")) if view is not None else None,
         view_from=view_obs.name if view_obs is not None else None,
-        interfaces=_interface_problems(observations, names, states),
+        interfaces=_interface_problems(observations, names, states, marks),
         groups=parse_groups(view.get("groups")) if view is not None else (),
         db_version=_int(view.get("db_version")) if view is not None else None,
+        faulted=_faulted_interfaces(observations, names, marks),
     )
 
 
+# -- faults on interfaces ---------------------------------------------------------------------------
+
+_COUNTERS = ("fault_drops", "fault_delayed", "fault_duplicated")
+
+
+def _fault_counters(answer: Mapping[str, Any] | None) -> dict[str, Any]:
+    if answer is None:
+        return {}
+    return {k: answer[k] for k in _COUNTERS if isinstance(answer.get(k), dict)}
+
+
+def fault_params(fault: Mapping[str, Any]) -> str:
+    """A fault dict's kind and parameters in a few words: ``cut``, ``loss 30%``, ``delay 50+/-10 ms``."""
+    kind = str(fault.get("kind", "cut"))
+    pct, delay, jitter = (fault.get(k) or 0 for k in ("pct", "delay_ms", "jitter_ms"))
+    if kind in ("loss", "dup"):
+        return f"{kind} {pct:g}%"
+    if kind == "delay":
+        return f"delay {delay:g}{f'+/-{jitter:g}' if jitter else ''} ms"
+    if kind == "reorder":
+        return f"reorder {pct:g}% by <= {delay:g} ms"
+    return kind
+
+
+def _net_covers(selector: Any, net: str) -> bool:
+    return selector in (None, "all", net)
+
+
+def fault_marks(
+    config: ClusterConfig, faults: Mapping[str, Sequence[Mapping[str, Any]]]
+) -> dict[tuple[str, str, str], tuple[str, ...]]:
+    """Per interface ``(observer, peer, net)``: the faults acting on the link between the two, on
+    the observer (``loss 30%``) or on the peer (``loss 30% at NODE2``); a one-way rule says which way."""
+    names = [n.name for n in config.nodes]
+    marks: dict[tuple[str, str, str], list[str]] = {}
+    for holder, rules in faults.items():
+        for fault in rules:
+            peer = fault.get("peer")
+            direction = fault.get("direction", "both")
+            for other in names:
+                if other == holder or (peer is not None and peer != other):
+                    continue
+                for net in ("private", "public"):
+                    if not _net_covers(fault.get("net"), net):
+                        continue
+                    text = fault_params(fault)
+                    if direction in ("in", "out"):
+                        text += f" {direction}"
+                    marks.setdefault((holder, other, net), []).append(text)
+                    marks.setdefault((other, holder, net), []).append(f"{text} at {holder}")
+    return {key: tuple(texts) for key, texts in marks.items()}
+
+
+def _faulted_interfaces(
+    observations: Sequence[NodeObservation],
+    names: Mapping[int, str],
+    marks: Mapping[tuple[str, str, str], tuple[str, ...]],
+) -> tuple[InterfaceProblem, ...]:
+    out = []
+    for obs in observations:
+        raw = obs.answer.get("interfaces") if obs.answer is not None else None
+        for iface in raw if isinstance(raw, list) else []:
+            if not isinstance(iface, dict):
+                continue
+            peer = _int(iface.get("peer"))
+            net = str(iface.get("net"))
+            if peer is None or peer not in names:
+                continue
+            texts = marks.get((obs.name, names[peer], net))
+            if texts:
+                out.append(InterfaceProblem(obs.name, names[peer], net, str(iface.get("state")), texts))
+    return tuple(out)
+
+
+def interface_text(p: InterfaceProblem) -> str:
+    """``Up`` or ``Up (fault: loss 30%)``."""
+    return f"{p.state} (fault: {', '.join(p.faults)})" if p.faults else p.state
+
+
 def _interface_problems(
-    observations: Sequence[NodeObservation], names: Mapping[int, str], states: Mapping[int, NodeState]
+    observations: Sequence[NodeObservation],
+    names: Mapping[int, str],
+    states: Mapping[int, NodeState],
+    marks: Mapping[tuple[str, str, str], tuple[str, ...]] | None = None,
 ) -> tuple[InterfaceProblem, ...]:
     problems = []
     for obs in observations:
@@ -217,7 +306,9 @@ def _interface_problems(
                 continue
             if states.get(peer) is NodeState.DOWN:
                 continue  # a down node's interfaces are failed, of course
-            problems.append(InterfaceProblem(obs.name, names[peer], str(iface.get("net")), str(state)))
+            net = str(iface.get("net"))
+            texts = (marks or {}).get((obs.name, names[peer], net), ())
+            problems.append(InterfaceProblem(obs.name, names[peer], net, str(state), texts))
     return tuple(problems)
 
 
@@ -252,13 +343,18 @@ def as_json(status: ClusterStatus) -> dict[str, Any]:
                 "process": n.process.value,
                 "epoch": n.epoch,
                 "faults": list(n.faults),
+                "fault_counters": n.fault_counters,
                 "note": n.note,
             }
             for n in status.nodes
         ],
         "interfaces": [
-            {"observer": p.observer, "peer": p.peer, "net": p.net, "state": p.state}
+            {"observer": p.observer, "peer": p.peer, "net": p.net, "state": p.state, "faults": list(p.faults)}
             for p in status.interfaces
+        ],
+        "faulted_interfaces": [
+            {"observer": p.observer, "peer": p.peer, "net": p.net, "state": p.state, "faults": list(p.faults)}
+            for p in status.faulted
         ],
         "db_version": status.db_version,
         "groups": [group_json(g) for g in status.groups],
@@ -271,7 +367,10 @@ def _mib(n: int | None) -> str:
 
 def _fault_text(fault: Mapping[str, Any]) -> str:
     peer = fault.get("peer") or "every peer"
-    return f"{fault.get('kind', 'cut')} {fault.get('net', '?')} to {peer}"
+    direction = fault.get("direction", "both")
+    way = "" if direction == "both" else f" ({direction} only)"
+    ident = f"[{fault['id']}] " if "id" in fault else ""
+    return f"{ident}{fault_params(fault)} {fault.get('net', '?')} to {peer}{way}"
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
@@ -328,7 +427,10 @@ def render(status: ClusterStatus) -> str:
         out += ["", "Faults installed (wolfpack fault heal to remove):", *faults]
     if status.interfaces:
         out += ["", "Interfaces not Up:"]
-        out += [f"  {p.observer} sees {p.peer} on {p.net}: {p.state}" for p in status.interfaces]
+        out += [f"  {p.observer} sees {p.peer} on {p.net}: {interface_text(p)}" for p in status.interfaces]
+    if status.faulted:
+        out += ["", "Interfaces under faults:"]
+        out += [f"  {p.observer} sees {p.peer} on {p.net}: {interface_text(p)}" for p in status.faulted]
     if status.groups:
         out += ["", f"Groups (as {status.view_from} sees them):", render_tree(status.groups)]
     if all_down:

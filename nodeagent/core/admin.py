@@ -15,11 +15,12 @@ for a move is ready for its target) and ``group.failover`` (a resource failed pa
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from nodeagent.core import evs
+from nodeagent.core import evs, mounts
 from nodeagent.core.clusterdb import (
     GROUP_DEFAULTS,
     RESOURCE_DEFAULTS,
@@ -34,6 +35,7 @@ from nodeagent.core.effects import Event
 from nodeagent.core.events import event
 from nodeagent.core.failover import (
     Context,
+    awaiting_fence,
     copy_group,
     count_failover,
     failover_order,
@@ -45,6 +47,7 @@ from nodeagent.core.failover import (
 from nodeagent.errors import AdminRefused
 
 Update = tuple[str, dict[str, Any]]
+_DISK_NAME = re.compile(r"[A-Za-z0-9]{1,64}")  # the file disks/NAME.img
 Outcome = tuple[list[Update], dict[str, Any], list[Event]]
 
 RESOURCE_TYPES = (
@@ -199,12 +202,14 @@ def _group_online(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
         node = _node(args, ctx)
         if not qualifies(db, g, node, ctx):
             raise AdminRefused("The node is not a possible owner of every resource in the group", node)
-        if g.owner is None or g.owner not in ctx.members:
-            g.owner = node
+        if awaiting_fence(g, ctx):
+            g.target = node  # the failover manager places it once its lost owner must have halted
+        elif g.owner is None or g.owner not in ctx.members:
+            g.owner, g.after_fence = node, False
         elif g.owner != node:
             g.target = node
-    elif g.owner is None or g.owner not in ctx.members:
-        g.owner = next_owner(db, g, None, ctx)
+    elif (g.owner is None or g.owner not in ctx.members) and not awaiting_fence(g, ctx):
+        g.owner, g.after_fence = next_owner(db, g, None, ctx), False
         if g.owner is None:
             raise AdminRefused("No node can own the group", "no qualifying member")
     updates.append(group_update(g))
@@ -272,6 +277,9 @@ def _resource_create(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
     private = args.get("private") or {}
     if not isinstance(private, dict):
         raise AdminRefused("bad request", "private must be a table")
+    disk = private.get("Disk")
+    if rtype == "Physical Disk" and not (isinstance(disk, str) and _DISK_NAME.fullmatch(disk)):
+        raise AdminRefused("A Physical Disk names its shared disk", f"Disk = {disk!r}: letters and digits")
     if rtype == evs.SA:  # creating the System Attendant creates the virtual server (setup rules apply)
         updates, result = evs.create_system_attendant(db, g, {**private, **args, "name": name}, ctx.nodes)
         return _ok(db, updates, result)
@@ -279,6 +287,7 @@ def _resource_create(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
         name=name,
         type=rtype,
         group=g.name,
+        depends_on=mounts.mount_dependencies(db, g.name, rtype, private),
         private=dict(private),
         separate_monitor=bool(args.get("separate")),
     )
@@ -312,8 +321,8 @@ def _resource_online(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
     g = copy_group(db.groups[r.group])
     if g.desired != "online" or g.owner is None or g.failed:
         g.desired, g.failed = "online", False
-        if g.owner is None or g.owner not in ctx.members:
-            g.owner = next_owner(db, g, None, ctx)
+        if (g.owner is None or g.owner not in ctx.members) and not awaiting_fence(g, ctx):
+            g.owner, g.after_fence = next_owner(db, g, None, ctx), False
             if g.owner is None:
                 raise AdminRefused("No node can own the group", g.name)
         updates.append(group_update(g))
@@ -354,6 +363,7 @@ def _resource_deps(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome
         dep = _resource(db, args, "remove")
         if dep.name not in r.depends_on:
             raise AdminRefused("The dependency does not exist", f"{r.name} does not depend on {dep.name}")
+        mounts.check_dependency_removal(r, dep.name)
         r.depends_on.remove(dep.name)
     else:
         return _ok(db, [], {"name": r.name, "depends_on": r.depends_on})
@@ -393,6 +403,7 @@ def _resource_prop(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome
         raise AdminRefused("bad request", "private must be a table")
     if not props and not private:
         return _ok(db, [], describe_resource(r))
+    mounts.check_private_change(r, private)
     r.props = {**r.props, **props}
     r.private = {**r.private, **private}
     return _ok(db, [resource_update(r)], describe_resource(r))
@@ -440,7 +451,7 @@ def _group_handover(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcom
     g = _group(db, args)
     if g.target is None or g.target != args.get("node"):
         return _ok(db, [], {})
-    source, g.owner, g.target = g.owner, g.target, None
+    source, g.owner, g.target, g.after_fence = g.owner, g.target, None, False
     ev = event("group_owner", ctx.me, group=g.name, owner=g.owner, reason=f"moved from {source}")
     return _ok(db, [*reset_states(db, g), group_update(g)], {}, [ev])
 

@@ -91,6 +91,7 @@ class Group:
     failed: bool = False  # left Failed where it is (FailoverThreshold reached, or no node can take it)
     retry_at_s: float | None = None  # while failed: when it is tried again (RetryPeriodOnFailure)
     failed_members: list[str] = field(default_factory=list)  # while failed: tried again when one joins
+    after_fence: bool = False  # its owner took it over from a lost node, after that node's fence
     is_cluster_group: bool = False
 
     def prop(self, name: str) -> Any:

@@ -18,7 +18,9 @@ always follows the quorum owner.
   only from ``ctx.fence_until[node]`` on: the instant by which a running node that stopped hearing
   the cluster must have halted (``Timing.fence_s`` after the placer last heard it, see config.py).
   MSCS lets the Physical Disk challenge and the address-conflict check catch the overlap instead;
-  wolfpack waits, so that no group is ever Online on two nodes (the challenge still runs).
+  wolfpack waits, so that no group is ever Online on two nodes. Such a group is marked
+  ``after_fence``: its Physical Disks break the lost owner's stale reservation without the
+  challenge's wait (the fence was that wait), as runtime/resources/disk.py explains.
 - Retry (MSCS RetryPeriodOnFailure). A group left Failed is tried again, where it is, once
   ``RetryPeriodOnFailure`` (the shortest of its resources') has passed since it failed; one that
   failed because no other node could take it is also tried again as soon as a node joins.
@@ -136,7 +138,7 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
             events.append(event("group_retry", ctx.me, group=g.name, owner=g.owner or "any node", reason=why))
         elif g.is_cluster_group:
             pass  # it follows the quorum owner, and nothing else moves it
-        elif _awaiting_fence(g, ctx):
+        elif awaiting_fence(g, ctx):
             pass  # its lost owner may still be running it: wait until that node must have halted
         elif g.desired == "online" and not g.failed and (g.owner is None or g.owner not in ctx.members):
             lost = g.owner
@@ -153,7 +155,7 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
                 events.append(event("group_failed", ctx.me, group=g.name, owner=lost, reason=reason))
             else:
                 why = f"{lost} is no longer in the cluster" if lost else "brought online"
-                g.owner, changed = target, True
+                g.owner, g.after_fence, changed = target, lost is not None, True
                 events.append(event("group_owner", ctx.me, group=g.name, owner=target, reason=why))
         elif _failback_due(db, g, ctx):
             g.target, changed = g.preferred_owners[0], True
@@ -167,7 +169,7 @@ def place(db: ClusterDb, ctx: Context) -> tuple[list[Update], list[Event]]:
     return updates, events
 
 
-def _awaiting_fence(g: Group, ctx: Context) -> bool:
+def awaiting_fence(g: Group, ctx: Context) -> bool:
     lost = g.owner is not None and g.owner not in ctx.members
     return lost and ctx.now_s < ctx.fence_until.get(g.owner or "", _NEVER)
 

@@ -110,6 +110,8 @@ class NodeCore(ServicesCore):
             self._on_arbiter(self.arbiter.on_result(result, now_s), now_s)
         elif result.op_id == self._checkpoint_read:
             self._on_checkpoint(result)
+        elif result.op_id in self._checkpoint_writes:
+            self._on_checkpoint_written(result)
         elif self._proposal is not None and result.op_id == self._proposal.record_op:
             if result.outcome == DiskOutcome.OK:
                 self._commit(now_s)

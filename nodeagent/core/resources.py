@@ -19,7 +19,9 @@ for each of the group's resources, and asks its shell to carry out resource acti
   group to fail over (``Failover``).
 
 Every local state change goes to the quorum owner as a ``resource_state`` request, which replicates
-it, so every node's copy of the database shows every resource's state. Times in the database are
+it, so every node's copy of the database shows every resource's state. A request made while no node
+sequences updates (during a regroup) is lost, so a state the database still lacks is sent again
+every ``RESYNC_S`` (over speed). Times in the database are
 Windows 2003 seconds; this module divides them by ``speed``.
 """
 
@@ -33,6 +35,7 @@ from nodeagent.core.effects import Event, ResourceAction, ResourceReport
 from nodeagent.core.events import event
 
 S = ResourceState
+RESYNC_S = 5.0  # Windows seconds: a state the database still lacks is sent again after this
 _DOWN = (S.OFFLINE, S.FAILED)
 
 
@@ -49,6 +52,7 @@ class Local:
     next_looks_s: float | None = None
     next_is_s: float | None = None
     detail: str = ""
+    reported_s: float = float("-inf")  # when its state was last sent to the quorum owner
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,12 +128,14 @@ class ResourceManager:
                         out.actions.append(self._action(r, lr, "terminate"))
                 continue
             leaving = g.desired == "offline" or (g.target is not None and g.target != self.me)
+            memo: dict[str, bool] = {}
             for r in resources:
                 lr = self.local.setdefault(r.name, Local())
+                self._resync(r, lr, now_s, out)
                 if lr.token:
                     self._check_deadline(db, r, lr, now_s, out)
                     continue
-                deps_up = all(self._state(d) == S.ONLINE for d in r.depends_on)
+                deps_up = self._deps_online(db, r.name, memo)
                 want = not leaving and r.desired == "online" and deps_up
                 dependents_down = all(self._state(d.name) in _DOWN for d in db.dependents(r.name))
                 if want and (lr.state == S.OFFLINE or (lr.state == S.FAILED and lr.restart_wanted)):
@@ -137,7 +143,7 @@ class ResourceManager:
                         continue  # restart once what depends on it is down
                     lr.restart_wanted = False
                     self._set(r, lr, S.ONLINE_PENDING, now_s, out)
-                    out.actions.append(self._action(r, lr, "online", now_s))
+                    out.actions.append(self._action(r, lr, "online", now_s, after_fence=g.after_fence))
                 elif not want and lr.state == S.ONLINE and dependents_down:
                     self._set(r, lr, S.OFFLINE_PENDING, now_s, out)
                     out.actions.append(self._action(r, lr, "offline", now_s))
@@ -162,6 +168,22 @@ class ResourceManager:
         return self._state(name)
 
     # -- helpers -------------------------------------------------------------------------------------------
+    def _deps_online(self, db: ClusterDb, name: str, memo: dict[str, bool]) -> bool:
+        """Everything ``name`` depends on, directly or through others, is online here.
+
+        Transitive on purpose: when a resource fails, what depends on it goes offline leaves first,
+        and a leaf sees that only through the chain (its direct dependency is still online then).
+        """
+        if name in memo:
+            return memo[name]
+        memo[name] = False  # a cycle (refused by admin anyway) counts as not online
+        r = db.resources.get(name)
+        ok = r is not None and all(
+            self._state(d) == S.ONLINE and self._deps_online(db, d, memo) for d in r.depends_on
+        )
+        memo[name] = ok
+        return ok
+
     def _state(self, name: str) -> ResourceState:
         lr = self.local.get(name)
         return lr.state if lr is not None else S.OFFLINE
@@ -231,11 +253,24 @@ class ResourceManager:
         if state != S.ONLINE:
             lr.next_looks_s = lr.next_is_s = None  # health polls run only while online
         out.events.append(event("resource_state", self.me, resource=r.name, group=r.group, state=state.value))
+        lr.reported_s = now_s
         out.requests.append(("resource.state", {"name": r.name, "state": state.value, "node": self.me}))
 
-    def _action(self, r: Resource, lr: Local, action: str, now_s: float | None = None) -> ResourceAction:
+    def _resync(self, r: Resource, lr: Local, now_s: float, out: StepOutput) -> None:
+        """Say our state again when the database still shows another one (a report lost in a regroup)."""
+        if r.state != lr.state.value and now_s - lr.reported_s >= RESYNC_S / self._speed:
+            lr.reported_s = now_s
+            state = {"name": r.name, "state": lr.state.value, "node": self.me}
+            out.requests.append(("resource.state", state))
+
+    def _action(
+        self, r: Resource, lr: Local, action: str, now_s: float | None = None, *, after_fence: bool = False
+    ) -> ResourceAction:
         self._token += 1
         if action in ("online", "offline", "terminate"):
             lr.token, lr.action = self._token, action
             lr.deadline_s = now_s + self._secs(r, "PendingTimeout") if now_s is not None else None
-        return ResourceAction(r.name, r.type, r.group, action, dict(r.private), self._token)
+        props = dict(r.private)
+        if after_fence and r.type == "Physical Disk":
+            props["AfterFence"] = True  # the lost owner was fenced: no defender to wait for (disk.py)
+        return ResourceAction(r.name, r.type, r.group, action, props, self._token)

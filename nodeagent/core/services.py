@@ -27,6 +27,7 @@ from typing import Any
 from nodeagent.config import ClusterConfig, QuorumType
 from nodeagent.core import admin
 from nodeagent.core.clusterdb import ClusterDb, Group, Resource, group_update, resource_update
+from nodeagent.core.durability import HeldReply, ReplyHold
 from nodeagent.core.effects import (
     AdminReply,
     DiskOp,
@@ -77,6 +78,9 @@ class ServicesCore(MembershipCore):
         self._setup_done_s: float | None = None  # when the running Exchange setup finishes (sequencer)
         self._checkpoint_read: int | None = None  # op id of the checkpoint read after winning the quorum
         self._checkpointed = -1  # database version last written to the quorum disk
+        self._checkpoint_writes: dict[int, int] = {}  # op id -> database version it writes
+        self._checkpoint_durable = -1  # the newest version a completed checkpoint write holds
+        self._replies = ReplyHold()  # admin replies waiting for their change to be durable
         # A node that joins may hold an old copy (its clusterdb.json from before it went down): it must
         # not run resources on it. It is synced once the quorum owner's copy reached it.
         self._synced = False
@@ -213,7 +217,9 @@ class ServicesCore(MembershipCore):
         if self.arbiter is None or self._checkpointed == self.db.version:
             return
         data = encode_checkpoint(self.db)
-        if data is not None:
+        if data is None:
+            self._checkpoint_durable = self.db.version  # too big for the checkpoint: nothing to wait for
+        else:
             op = DiskOp(
                 self._next_op_id(),
                 self.config.quorum_disk,
@@ -222,7 +228,14 @@ class ServicesCore(MembershipCore):
                 data=data,
             )
             self._ready.disk_ops.append(op)
-            self._checkpointed = self.db.version
+            self._checkpoint_writes[op.op_id] = self.db.version
+        self._checkpointed = self.db.version
+
+    def _on_checkpoint_written(self, result: DiskResult) -> None:
+        version = self._checkpoint_writes.pop(result.op_id)
+        if result.outcome == DiskOutcome.OK:
+            self._checkpoint_durable = max(self._checkpoint_durable, version)
+            self._release_replies()
 
     def _has_quorum(self, now_s: float) -> bool:
         raise NotImplementedError  # NodeCore.holds_quorum
@@ -243,10 +256,31 @@ class ServicesCore(MembershipCore):
         self._commit_db(updates)
         if not request_id:
             return
-        if origin == self.node_id:
-            self._reply(request_id, ok, result, error, rule)
+        reply = HeldReply(self.db.version, request_id, origin, ok, result, error, rule)
+        for r in self._replies.hold(reply) if updates else [reply]:
+            self._answer(r)
+        self._release_replies()
+
+    def _answer(self, r: HeldReply) -> None:
+        if r.origin == self.node_id:
+            self._reply(r.request_id, r.ok, r.result, r.error, r.rule)
         else:
-            self._send(origin, AdminResult(request_id, ok, pack(result), error, rule))
+            self._send(r.origin, AdminResult(r.request_id, r.ok, pack(r.result), r.error, r.rule))
+
+    def _release_replies(self) -> None:
+        """Answer the held requests whose change is durable now (durability.py)."""
+        if not len(self._replies):
+            return
+        if self.arbiter is not None:
+            durable = self._checkpoint_durable
+        else:
+            durable = self.db.version
+            for m in self.members:
+                pb = self.links.beats.get(m)
+                if m != self.node_id:
+                    durable = min(durable, pb.beat.db_version if pb is not None else -1)
+        for r in self._replies.release(durable):
+            self._answer(r)
 
     def _commit_db(self, updates: list[tuple[str, dict[str, Any]]]) -> None:
         if not updates:
@@ -331,6 +365,7 @@ class ServicesCore(MembershipCore):
     def _services_step(self, now_s: float) -> None:
         if self.phase not in IN_CLUSTER:
             return
+        self._release_replies()
         for _ in range(_STEP_LIMIT):
             if self._is_sequencer(now_s):
                 if self.db.version == 0:
@@ -399,6 +434,8 @@ class ServicesCore(MembershipCore):
         return ResourceReport(action.resource, action.action, action.token, ok, detail)
 
     def _stop_services(self) -> None:
+        self._replies.drop()
+        self._checkpoint_writes.clear()
         out = StepOutput()
         self.rm.terminate_all(self.db, out)
         self._ready.resource_actions.extend(a for a in out.actions if not a.props.get("Quorum"))

@@ -5,8 +5,9 @@ Theory of operation
 A Unix stream socket, out of band: network faults never touch it, so ``status`` answers even while
 every cluster link of the node is cut. One request per connection: the client sends one JSON object
 and a newline, the node answers one JSON object and a newline and closes. Answers are
-``{"ok": true, ...}`` or ``{"ok": false, "error": "one line"}``. Ops (CONTRACT.md): ``status``,
-``fault_cut``, ``fault_heal``, ``faults``, ``stop``, ``pause``, ``resume``.
+``{"ok": true, ...}`` or ``{"ok": false, "error": "one line"}``. Ops (CONTRACT.md, CONTRACT4.md):
+``status``, ``fault_add`` (-> the new rule's ``id``), ``fault_cut``, ``fault_heal`` (one ``id``, or
+all), ``faults``, ``stop``, ``pause``, ``resume``.
 
 ``dispatch`` maps a request to a reply and, for ``stop``, an action to run only after the reply has
 been sent (the node may be gone a moment later). It never raises: a ``WolfpackError`` (a bad value, an
@@ -53,8 +54,9 @@ After = Callable[[], None]
 
 class ControlTarget(Protocol):
     def status(self) -> dict[str, Any]: ...
-    def fault_cut(self, request: dict[str, Any]) -> None: ...
-    def fault_heal(self) -> int: ...
+    def fault_cut(self, request: dict[str, Any]) -> list[dict[str, Any]] | None: ...
+    def fault_add(self, request: dict[str, Any]) -> int: ...
+    def fault_heal(self, fault_id: int | None = None) -> int: ...
     def faults(self) -> list[dict[str, Any]]: ...
     def request_stop(self) -> None: ...
     def set_paused(self, paused: bool) -> None: ...
@@ -92,13 +94,19 @@ def _dispatch(target: ControlTarget, request: dict[str, Any]) -> tuple[Reply, Af
     if op == "status":
         return {"ok": True, "node": target.status()}, None
     if op == "fault_cut":
-        target.fault_cut(request)
-        return {"ok": True, "faults": target.faults()}, None
+        listed = target.fault_cut(request)  # a node may answer in issue 2's compact shape
+        return {"ok": True, "faults": listed if listed is not None else target.faults()}, None
+    if op == "fault_add":
+        fault_id = target.fault_add(request)
+        return {"ok": True, "id": fault_id, "faults": target.faults()}, None
     if op == "fault_heal":
-        removed = target.fault_heal()
+        raw_id = request.get("id")
+        if raw_id is not None and (isinstance(raw_id, bool) or not isinstance(raw_id, int)):
+            raise WolfpackError(f"bad request: id = {raw_id!r}: must be a fault id (a whole number) or null")
+        removed = target.fault_heal(raw_id) if raw_id is not None else target.fault_heal()
         return {"ok": True, "removed": removed}, None
     if op == "faults":
-        return {"ok": True, "faults": target.faults()}, None
+        return {"ok": True, "faults": target.faults(), "disk": _disk_faults(target)}, None
     if op == "stop":
         return {"ok": True}, target.request_stop
     if op in ("pause", "resume"):
@@ -110,10 +118,31 @@ def _dispatch(target: ControlTarget, request: dict[str, Any]) -> tuple[Reply, Af
             raise WolfpackError("bad request: resource_fail needs 'name'")
         target.resource_fail(name)
         return {"ok": True}, None
-    known = "status, fault_cut, fault_heal, faults, stop, pause, resume, resource_fail, admin"
+    if op in ("disk_fault", "disk_heal"):
+        return _disk_op(target, op, request), None
+    known = "status, fault_add, fault_cut, fault_heal, faults, stop, pause, resume, resource_fail, admin"
+    known += ", disk_fault, disk_heal"
     if not isinstance(op, str):
         raise WolfpackError(f"bad request: 'op' must be one of {known}")
     raise WolfpackError(f"unknown op {op[:40]!r} (known: {known})")
+
+
+def _disk_faults(target: ControlTarget) -> list[dict[str, Any]]:
+    """The ``disk`` list of the ``faults`` reply (diskfaults.py); [] for a target without disks."""
+    listing = getattr(target, "disk_faults_json", None)
+    return list(listing()) if callable(listing) else []
+
+
+def _disk_op(target: ControlTarget, op: str, request: dict[str, Any]) -> Reply:
+    """``disk_fault`` -> ``{"ok", "disk": [...]}``; ``disk_heal`` -> also ``"removed": n``."""
+    handler = getattr(target, op, None)
+    if not callable(handler):
+        raise WolfpackError(f"this node takes no {op} requests")
+    if op == "disk_fault":
+        handler(request)
+        return {"ok": True, "disk": _disk_faults(target)}
+    removed = handler(request)
+    return {"ok": True, "removed": removed, "disk": _disk_faults(target)}
 
 
 def _admin_request(raw: bytes) -> dict[str, Any] | None:

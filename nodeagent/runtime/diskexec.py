@@ -16,6 +16,12 @@ open until ``close`` (``MemoryDisk.close`` is a no-op, so in-process nodes can s
 ``UNAVAILABLE`` (logged; the next op tries to open the disk again), and ``submit`` returns False when
 the queue is full so the driver can answer UNAVAILABLE itself.
 
+Disk faults (diskfaults.py): a lost path is the opener's business (the node wraps it with
+``faulty_opener``, whose handles raise ``DiskUnavailable`` -> UNAVAILABLE). A slow disk is applied
+here, once per operation, from ``faults``: the worker thread sleeps before the operation, or (inline)
+the task awaits ``trio.sleep`` - never the event loop. Operations stay in order: a slow one delays the
+ones behind it, as a slow device queue does.
+
 A worker thread cannot be cancelled; the task waits for the operation in flight when the node stops,
 so a reservation change is either done or not started, never half-reported.
 """
@@ -23,6 +29,7 @@ so a reservation change is either done or not started, never half-reported.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -30,6 +37,7 @@ import trio
 
 from nodeagent.core.effects import DiskOp, DiskOutcome, DiskResult
 from nodeagent.diskops import apply_disk_op
+from nodeagent.runtime.diskfaults import DiskFaultTable
 from shareddisk import FileDisk, SharedDisk
 
 DISK_QUEUE = 256  # operations waiting; the core has only a handful outstanding at a time
@@ -59,8 +67,10 @@ class DiskExecutor:
         *,
         in_thread: bool = True,
         queue_size: int = DISK_QUEUE,
+        faults: DiskFaultTable | None = None,
     ) -> None:
         self.initiator = initiator
+        self.faults = faults
         self._opener = opener
         self._on_result = on_result
         self._in_thread = in_thread
@@ -79,15 +89,18 @@ class DiskExecutor:
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         task_status.started()
         async for op in self._recv:
+            delay_s = self.faults.delay_s(op.disk) if self.faults is not None else 0.0
             if self._in_thread:
-                result = await trio.to_thread.run_sync(self._execute, op)
+                result = await trio.to_thread.run_sync(self._execute, op, delay_s)
             else:
-                await trio.lowlevel.checkpoint()
+                await trio.sleep(delay_s)  # 0: a plain checkpoint
                 result = self._execute(op)
             self.done += 1
             self._on_result(result)
 
-    def _execute(self, op: DiskOp) -> DiskResult:
+    def _execute(self, op: DiskOp, delay_s: float = 0.0) -> DiskResult:
+        if delay_s > 0 and self._in_thread:
+            time.sleep(delay_s)  # a slow disk (diskfaults.py), in the worker thread
         try:
             disk = self._disks.get(op.disk)
             if disk is None:

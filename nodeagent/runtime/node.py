@@ -48,15 +48,18 @@ from nodeagent.errors import WolfpackError
 from nodeagent.runtime import files
 from nodeagent.runtime.control import ControlServer
 from nodeagent.runtime.diskexec import DiskExecutor, DiskOpener, file_disk_opener
+from nodeagent.runtime.diskfaults import DiskFaultTable, fault_from_request, faulty_opener
 from nodeagent.runtime.driver import Core, Driver
 from nodeagent.runtime.eventlog import EventWriter
-from nodeagent.runtime.faults import FaultTable, cut_from_request, faults_to_json
+from nodeagent.runtime.faults import FaultTable, faults_to_json, rule_to_json, rules_to_json
+from nodeagent.runtime.faults import fault_from_request as link_fault_from_request
 from nodeagent.runtime.messenger import Inbound, Messenger
 from nodeagent.runtime.resources import NameService, ResourceMonitor
 from nodeagent.runtime.transport import Endpoint, Transport, UdpTransport
 
 STOP_BOUND_S = 3.0  # CONTRACT.md: a graceful stop takes at most this long
 INBOUND_QUEUE = 1024  # authenticated datagrams waiting for the driver
+REORDER_HOLD_BEATS = 2  # a reorder fault without delay_ms holds datagrams back by up to 2 heartbeats
 MONITOR_DRAIN_S = 1.0  # after the core's exit, how long the resource monitor may finish its actions
 
 log = logging.getLogger("nodeagent.node")
@@ -110,6 +113,7 @@ class NodeRuntime:
         self.executor = executor
         self.forced_stop = False
         self.monitor: ResourceMonitor | None = None  # attached by serve_node
+        self.disk_faults = DiskFaultTable()  # this node's path to each disk; serve_node shares it
         self._stop_scope: trio.CancelScope | None = None
         self._stop_requested = False
 
@@ -126,10 +130,11 @@ class NodeRuntime:
             private_ip=self.config.address(self.node_id, Net.PRIVATE)[0],
             public_ip=self.config.address(self.node_id, Net.PUBLIC)[0],
             bad_datagrams=dict(sorted(m.bad.items())),
-            faults=self.faults(),
+            faults=faults_to_json(self.fault_table.faults, self._name_of),  # CONTRACT.md's compact shape
+            fault_rules=self.faults(),  # the same with ids and every parameter (the faults op's shape)
             mono_s=self.driver.now(),
             incarnation=self.incarnation,
-            fault_drops=dict(sorted(m.fault_drops.items())),
+            **self.fault_counters(),
             send_errors=dict(sorted(m.send_errors.items())),
             datagrams={"sent": m.sent, "received": m.received},
             stopping=self.driver.stopping,
@@ -137,24 +142,51 @@ class NodeRuntime:
         )
         return node
 
-    def fault_cut(self, request: dict[str, Any]) -> None:
-        fault = cut_from_request(request, lambda name: self.config.node(name).id, self.node_id)
-        if self.fault_table.add(fault):
-            peer = "every peer" if fault.peer is None else self.config.node(fault.peer).name
-            self._runtime_event(
-                "fault_cut",
-                f"Operator cut the {fault.net.value} network(s) between {self.name} and {peer}.",
-                {"fault": faults_to_json([fault], self._name_of)[0]},
-            )
+    def fault_cut(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Issue 2's op: answers with the faults in its compact shape (faults.fault_to_json)."""
+        self.fault_add(request, kind="cut")
+        return faults_to_json(self.fault_table.faults, self._name_of)
 
-    def fault_heal(self) -> int:
-        removed = self.fault_table.clear()
-        if removed:
-            self._runtime_event("fault_healed", f"Operator removed {removed} fault(s) on {self.name}.", {})
-        return removed
+    def fault_add(self, request: dict[str, Any], kind: str | None = None) -> int:
+        """Install a fault rule (faults.py); returns its id (an identical rule's, if one is there)."""
+        fault = link_fault_from_request(
+            request,
+            lambda name: self.config.node(name).id,
+            self.node_id,
+            kind=kind,
+            reorder_default_ms=REORDER_HOLD_BEATS * self.config.timing.heartbeat_interval_s * 1000.0,
+        )
+        rule, new = self.fault_table.install(fault)
+        if new:
+            peer = "every peer" if fault.peer is None else self._name_of(fault.peer)
+            where = f"{fault.net.value} network(s), direction {fault.direction.value}"
+            self._runtime_event(
+                "fault_added",
+                f"Operator added fault {rule.id} on {self.name}: {fault.describe()} to {peer} ({where}).",
+                rule_to_json(rule, self._name_of),
+            )
+        return rule.id
+
+    def fault_heal(self, fault_id: int | None = None) -> int:
+        removed = self.fault_table.heal(fault_id)
+        for rule in removed:
+            self._runtime_event(
+                "fault_healed",
+                f"Operator removed fault {rule.id} on {self.name}: {rule.fault.describe()}.",
+                rule_to_json(rule, self._name_of),
+            )
+        return len(removed)
 
     def faults(self) -> list[dict[str, Any]]:
-        return faults_to_json(self.fault_table.faults, self._name_of)
+        return rules_to_json(self.fault_table.rules, self._name_of)
+
+    def fault_counters(self) -> dict[str, dict[str, int]]:
+        m = self.messenger
+        return {
+            "fault_drops": dict(sorted(m.fault_drops.items())),
+            "fault_delayed": dict(sorted(m.fault_delayed.items())),
+            "fault_duplicated": dict(sorted(m.fault_duplicated.items())),
+        }
 
     def set_paused(self, paused: bool) -> None:
         self.driver.set_paused(paused)
@@ -166,6 +198,28 @@ class NodeRuntime:
         """`cluster resource /fail`: the resource fails here, as if its DLL said so."""
         if self.monitor is None or not self.monitor.fail(name):
             raise WolfpackError(f"resource {name!r} is not running on {self.name}")
+
+    def disk_fault(self, request: dict[str, Any]) -> list[dict[str, Any]]:
+        """Control op ``disk_fault``: this node loses its path to a disk, or the disk is slow for it."""
+        fault = fault_from_request(request)
+        self.disk_faults.set(fault)
+        self._runtime_event(
+            "disk_fault", f"Operator injected a fault on {self.name}: {fault.describe()}.", fault.as_json()
+        )
+        return self.disk_faults.as_json()
+
+    def disk_heal(self, request: dict[str, Any]) -> int:
+        """Control op ``disk_heal``: the fault of ``disk`` (every disk fault when null) is gone."""
+        disk = request.get("disk")
+        removed = self.disk_faults.heal(disk if disk is None else str(disk))
+        for fault in removed:
+            self._runtime_event(
+                "disk_healed", f"Operator healed on {self.name}: {fault.describe()}.", fault.as_json()
+            )
+        return len(removed)
+
+    def disk_faults_json(self) -> list[dict[str, Any]]:
+        return self.disk_faults.as_json()
 
     def request_stop(self) -> None:
         """Graceful stop; the node is gone at most ``STOP_BOUND_S`` later."""
@@ -274,12 +328,14 @@ async def serve_node(
                 now=opts.now,
                 name=node.name,
             )
-            opener = opts.disk_opener or file_disk_opener(cluster_dir / "disks")
+            disk_faults = DiskFaultTable()  # every disk I/O of this node sees it (diskfaults.py)
+            opener = faulty_opener(opts.disk_opener or file_disk_opener(cluster_dir / "disks"), disk_faults)
             executor = DiskExecutor(
                 node.name,
                 opener,
                 driver.on_disk_result,
                 in_thread=opts.disks_in_thread,
+                faults=disk_faults,
             )
             driver.disks = executor
             driver.on_database = lambda data: files.write_cluster_db(node_dir, data)
@@ -304,9 +360,11 @@ async def serve_node(
                 config, node.id, node_dir, incarnation, driver, messenger, faults, events, executor
             )
             runtime.monitor = monitor
+            runtime.disk_faults = monitor.host.disk_faults = disk_faults
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(messenger.run_sender)
+                    await nursery.start(messenger.run_delays)
                     for net, endpoint in endpoints.items():
                         await nursery.start(messenger.run_receiver, net, endpoint)
                     await nursery.start(executor.run)

@@ -51,14 +51,22 @@ def simulate(
     quorum: str = "disk",
     arbitration: str = "scsi2",
     faults: bool = True,
+    chaos_seed: int | None = None,
 ) -> SimReport:
+    """``chaos_seed``: draw the fault schedule with ``nodeagent.chaos.plan.fault_schedule(chaos_seed, ...)``,
+    the schedule ``wolfpack chaos --seed chaos_seed`` applies to real processes, instead of from the
+    simulation's own rng (``seed`` still drives everything else: delays, losses, start staggers)."""
     if not 1 <= nodes <= MAX_NODES:
         raise ConfigError(f"nodes = {nodes}: a cluster has 1 to {MAX_NODES} nodes")
     if not (math.isfinite(duration_s) and 0 < duration_s <= MAX_DURATION_S):
         raise ConfigError(f"duration = {duration_s}: must be more than 0 and at most {MAX_DURATION_S:g} s")
     config = sim_config(seed, nodes, speed=speed, quorum=quorum, arbitration=arbitration)
     sim = Simulation(config, seed)
-    if faults:
+    if faults and chaos_seed is not None:
+        from nodeagent.chaos.plan import fault_schedule  # lazy: nodeagent.chaos imports this package
+
+        sim.schedule(fault_schedule(chaos_seed, config, duration_s))
+    elif faults:
         sim.schedule(plan_faults(sim.rng, config.node_ids, duration_s, config.timing, speed=config.speed))
     converged_at: float | None = None
     try:

@@ -233,15 +233,7 @@ class Simulation:
 
     def settle_bound_s(self) -> float:
         """How long a healed cluster may take to converge, from the timing (see runner.simulate)."""
-        t = self.config.timing
-        return 3 * (
-            t.join_timeout_s
-            + t.restart_delay_s
-            + t.challenge_takeover_s
-            + t.regroup_activity_s
-            + 2 * t.regroup_stage_timeout_s
-            + t.node_down_after_s
-        )
+        return self.config.timing.settle_bound_s
 
     # -- running -------------------------------------------------------------------------------------
     def step(self) -> bool:

@@ -150,7 +150,7 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 
 def test_up_with_evs_builds_cluster_group_and_exchange_2003_virtual_server(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     s = lab.status()
     cg = group(s, "Cluster Group")
     assert cg["state"] == "Online" and cg["owner"] in ("NODE1", "NODE2")
@@ -188,7 +188,7 @@ def test_up_with_evs_builds_cluster_group_and_exchange_2003_virtual_server(lab_f
 
 
 def test_kill_owner_fails_evs_over_and_client_sees_one_outage(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     out_path = lab.dir / "client.jsonl"
     cmd = [*WOLFPACK, "client", "EVS1", "--json", "--duration-s", "10", "--dir", str(lab.dir)]
     with out_path.open("w") as out, (lab.dir / "client.err").open("w") as err:
@@ -231,7 +231,7 @@ def test_kill_owner_fails_evs_over_and_client_sees_one_outage(lab_factory: Facto
 
 @pytest.mark.parametrize("version", ["2000", "2003"])
 def test_smtp_waits_for_the_store_only_with_exchange_2000(lab_factory: Factory, version: str) -> None:
-    lab = lab_factory(2, "--evs", "1", "--exchange-version", version)
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5", "--exchange-version", version)
     s = lab.status()
     smtp_dep = resources(s, "EVS1")[SMTP]["depends_on"]
     assert smtp_dep == ([IS] if version == "2000" else [SA])
@@ -254,7 +254,7 @@ def test_smtp_waits_for_the_store_only_with_exchange_2000(lab_factory: Factory, 
 
 
 def test_failed_resource_restarts_in_place_then_fails_the_group_over(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     s = lab.status()
     assert resources(s, "EVS1")[SMTP]["props"]["RestartThreshold"] == 3
     start = time.monotonic()
@@ -302,7 +302,7 @@ def kill_owner_then_restart_it(lab: Lab) -> float:
 
 
 def test_failback_allowed_moves_evs_home_when_preferred_owner_returns(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     lab.cli("group", "EVS1", "prop", "AutoFailbackType=1")
     props = group(lab.status(), "EVS1")["props"]
     assert props["AutoFailbackType"] == 1 and props["FailbackWindowStart"] == -1
@@ -316,7 +316,7 @@ def test_failback_allowed_moves_evs_home_when_preferred_owner_returns(lab_factor
 def test_failback_prevented_keeps_evs_on_the_survivor(lab_factory: Factory) -> None:
     # Regression: the restarted NODE1 once ran EVS1's resources from its stale clusterdb.json and its
     # failover requests moved EVS1 back although AutoFailbackType=0 (fixed in 75b6c2d and 2e9c2ad).
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     assert group(lab.status(), "EVS1")["props"]["AutoFailbackType"] == 0
     started_at = kill_owner_then_restart_it(lab)
 
@@ -334,7 +334,7 @@ def test_failback_prevented_keeps_evs_on_the_survivor(lab_factory: Factory) -> N
 
 
 def test_paused_node_takes_no_group_until_resumed_and_evict_is_refused(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     evict = lab.cli("node", "NODE1", "evict", check=False)
     line = refusal(evict)
     assert "A node cannot be removed while an Exchange virtual server runs on it" in line
@@ -369,7 +369,7 @@ def test_paused_node_takes_no_group_until_resumed_and_evict_is_refused(lab_facto
 
 
 def test_configuration_survives_down_and_up(lab_factory: Factory) -> None:
-    lab = lab_factory(2, "--evs", "1")
+    lab = lab_factory(2, "--evs", "1", "--exchange-setup-s", "5")
     before = lab.status()
     lab.cli("down", str(lab.dir))
     s = lab.status()

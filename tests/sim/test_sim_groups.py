@@ -9,6 +9,7 @@ one_address, online_needs_quorum; checked by the simulation after every step).
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 from test_sim_groups_lab import (
@@ -340,6 +341,7 @@ def test_a_failed_group_is_tried_again_after_retry_period_on_failure() -> None:
     assert sim.run_until_condition(lambda: bool(events_of(sim, "group_failed", since_s=t0)), t0 + 10.0)
     t_failed = sim.now
     owner = group_state(sim, "EVS1")[0]
+    assert owner is not None
     # The store's fault is gone (the operator fixed it), but nothing is retried before the period ends.
     ok(sim, owner, "resource.prop", {"name": STORE, "private": {"FailMode": "none"}})
     sim.run_until(t_failed + 5.5)  # RetryPeriodOnFailure 60 s at speed 10: 6 s
@@ -379,3 +381,102 @@ def test_unknown_verbs_are_refused_with_their_rule() -> None:
     form(sim)
     with pytest.raises(AdminFailed, match="unknown request"):
         ok(sim, "NODE1", "group.frobnicate", {})
+
+
+# -- mounted volumes ----------------------------------------------------------------------------------------
+def test_a_mounted_volume_depends_on_its_host_disk_and_fails_over_with_it() -> None:
+    sim = new_sim(2)
+    build_lab(sim)
+    logs = {"Disk": "EVS1LOGS", "MountedOn": "EVS1 Disk", "MountPath": "R:\\Logs"}
+    args = {"name": "EVS1 Logs", "group": "EVS1", "type": "Physical Disk", "private": logs}
+    created = ok(sim, "NODE1", "resource.create", args)
+    assert created["depends_on"] == ["EVS1 Disk"]
+    ok(sim, "NODE1", "resource.deps", {"name": "EVS1 System Attendant", "add": "EVS1 Logs"})
+    ok(sim, "NODE1", "resource.online", {"name": "EVS1 Logs"})
+    wait_online(sim, "EVS1", "NODE1")
+    t_kill = sim.now
+    sim.kill("NODE1")
+    wait_online(sim, "EVS1", "NODE2")
+    assert_dependency_order(sim, "NODE2", "EVS1", t_kill)  # host disk, then the mount, then the SA
+    assert_clean(sim)
+
+
+def test_mounted_volume_rules_are_enforced() -> None:
+    sim = new_sim(2)
+    build_lab(sim, online=False)
+    ok(sim, "NODE1", "group.create", {"name": "Other"})
+    other = {"name": "Other Disk", "group": "Other", "type": "Physical Disk", "private": {"Disk": "O"}}
+    ok(sim, "NODE1", "resource.create", other)
+
+    def create(name: str, rtype: str, private: dict[str, Any]) -> str:
+        reply = refused(sim, "NODE1", "resource.create", {"name": name, "group": "EVS1", "type": rtype,
+                                                          "private": private})  # fmt: skip
+        return f"{reply.rule}: {reply.error}"
+
+    mount = {"Disk": "L", "MountPath": "R:\\Logs"}
+    assert "same group" in create("L1", "Physical Disk", {**mount, "MountedOn": "Other Disk"})
+    assert "must be a Physical Disk" in create(
+        "L2", "Physical Disk", {**mount, "MountedOn": "EVS1 IP Address"}
+    )
+    assert "folder path" in create("L3", "Physical Disk", {"Disk": "L", "MountedOn": "EVS1 Disk"})
+    assert "Only a Physical Disk" in create("L4", "IP Address", {**mount, "MountedOn": "EVS1 Disk"})
+    ok(sim, "NODE1", "resource.create", {"name": "EVS1 Logs", "group": "EVS1", "type": "Physical Disk",
+                                         "private": {**mount, "MountedOn": "EVS1 Disk"}})  # fmt: skip
+    reply = refused(sim, "NODE1", "resource.deps", {"name": "EVS1 Logs", "remove": "EVS1 Disk"})
+    assert "must depend on the disk that hosts it" in f"{reply.rule} {reply.error}"
+    reply = refused(
+        sim, "NODE1", "resource.prop", {"name": "EVS1 Logs", "private": {"MountedOn": "Other Disk"}}
+    )
+    assert "cannot be moved" in f"{reply.rule} {reply.error}"
+    reply = refused(sim, "NODE1", "resource.delete", {"name": "EVS1 Disk"})
+    assert "EVS1 Logs" in f"{reply.rule} {reply.error}"
+
+
+def test_a_failed_disk_takes_its_whole_dependency_chain_down_and_the_group_over() -> None:
+    # Regression: only direct dependencies were checked, so the System Attendant waited forever for the
+    # store and the protocols (which still saw the SA Online) to go offline, and the disk never restarted.
+    sim = new_sim(2)
+    build_lab(sim)
+    ok(sim, "NODE1", "resource.prop", {"name": "EVS1 Disk", "private": {"FailMode": "always"}})
+    t0 = sim.now
+    assert sim.fail("NODE1", "EVS1 Disk")
+    ok_ = sim.run_until_condition(lambda: bool(events_of(sim, "group_moving", since_s=t0)), t0 + 10.0)
+    assert ok_, local_states(sim, "NODE1", "EVS1")
+    offline = [(t, e.fields["resource"]) for t, w, e in events_of(sim, "resource_state", since_s=t0)
+               if w == "NODE1" and e.fields["state"] == "Offline"]  # fmt: skip
+    when = {r: t for t, r in offline}
+    assert when["EVS1 Information Store"] <= when["EVS1 System Attendant"]  # leaves first
+    assert_clean(sim)
+
+
+# -- durability of accepted changes --------------------------------------------------------------------
+# Found by a scenario on real processes: a property change answered by the quorum owner, which was killed
+# 0.1 s later, was gone from every node (its DbUpdate datagrams and checkpoint write were still queued in
+# the process). The reply now waits until the change is durable (core/durability.py).
+def test_under_majority_node_set_the_answer_waits_until_every_member_has_the_change() -> None:
+    sim = new_sim(3, quorum="majority")
+    owner = form(sim)
+    ok(sim, owner, "group.create", {"name": "G"})
+    sim.isolate(owner)  # its updates reach no one; detection takes 0.72 s, we look well before
+    rid = sim.admin(owner, "group.prop", {"name": "G", "props": {"AutoFailbackType": 1}})
+    sim.run_for(0.3)
+    assert rid not in sim.admin_replies  # applied on the owner only: not promised yet
+    sim.heal()
+    reply = sim.run_until_answered(rid, timeout_s=1.0)  # the members catch up by heartbeat, then it answers
+    assert reply.ok
+    assert all(
+        sim.core(n).db.groups["G"].props.get("AutoFailbackType") == 1 for n in ("NODE1", "NODE2", "NODE3")
+    )
+    assert_clean(sim)
+
+
+def test_with_a_quorum_disk_a_change_answered_survives_the_owner_dying_at_once() -> None:
+    sim = new_sim(3)
+    owner = form(sim)
+    ok(sim, owner, "group.create", {"name": "G"})
+    sim.isolate(owner)  # no member gets the update: only the checkpoint on the quorum disk has it
+    ok(sim, owner, "group.prop", {"name": "G", "props": {"AutoFailbackType": 1}})
+    sim.kill(owner)
+    assert sim.run_until_condition(lambda: owner_db(sim) is not None and sim.converged(), sim.now + 20.0)
+    assert owner_db(sim).groups["G"].props.get("AutoFailbackType") == 1
+    assert_clean(sim)

@@ -149,9 +149,10 @@ def test_multi_block_writes_and_reads(disk: MemoryDisk) -> None:
     back = apply_disk_op(disk, "NODE1", op(DiskOpKind.READ, block=1, count=3)).data
     assert back == data.ljust(3 * BS, b"\0")
     # A read past the end stops at the end; a write that cannot fit is refused, not half done.
-    assert len(apply_disk_op(disk, "NODE1", op(DiskOpKind.READ, block=1, count=10_000)).data) == (
-        disk.block_count - 1
-    ) * BS
+    assert (
+        len(apply_disk_op(disk, "NODE1", op(DiskOpKind.READ, block=1, count=10_000)).data)
+        == (disk.block_count - 1) * BS
+    )
     too_big = op(DiskOpKind.WRITE, block=0, data=bytes(BS * (disk.block_count + 1)))
     assert apply_disk_op(disk, "NODE1", too_big).outcome is DiskOutcome.UNAVAILABLE
     with pytest.raises(ValueError):

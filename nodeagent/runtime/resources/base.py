@@ -41,6 +41,7 @@ import trio
 
 from nodeagent.config import ClusterConfig
 from nodeagent.runtime.diskexec import DiskOpener
+from nodeagent.runtime.diskfaults import DiskFaultTable
 from nodeagent.runtime.resources.names import NameTable
 from nodeagent.runtime.resources.registry import ResourceRegistry
 from nodeagent.runtime.transport import Transport
@@ -83,7 +84,9 @@ class Host:
     disk_opener: DiskOpener
     disks_in_thread: bool = True
     log_dir: Path | None = None  # Generic Application output goes here (None: discarded)
-    once_fired: set[str] = field(default_factory=set)  # resources whose FailMode "once" has fired here
+    # FailMode once / times:N (services.py): resource -> (arming, online failures made so far) here
+    fail_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
+    disk_faults: DiskFaultTable | None = None  # this node's path to each disk (diskfaults.py)
     nursery: trio.Nursery | None = None
 
     def background(

@@ -14,6 +14,9 @@ quorum (core/quorum.py), done here with the shareddisk API:
    RESET, wait ``challenge_wait_s``, RESERVE again. A live owner re-reserves within its renewal
    interval (shorter than the wait), so the second RESERVE conflicts and online fails ("... defended
    by NODE1"); a dead one does not, and the disk is ours.
+3. ``AfterFence`` (set by the cluster service, not by the admin: core/resources.py): the group was
+   placed here after its lost owner's fence, so that owner has halted, died or stands frozen, and
+   cannot defend. The challenge resets and reserves without the wait: the fence already was it.
 
 While online a defender task re-issues RESERVE every ``quorum_renew_interval_s``. A renewal that
 conflicts or cannot reach the disk means the disk was lost: the resource fails (unsolicited report)
@@ -31,6 +34,12 @@ offline and terminate leave it alone (the core releases the quorum when the node
 Disk calls block briefly (an flock and a few pread/pwrite): they run in a worker thread (or inline
 for in-memory test disks, ``Host.disks_in_thread``). A call in flight is never abandoned, so the
 handle is never closed under a running call.
+
+Disk faults (diskfaults.py, ``wolfpack fault disk``): the host's opener hands out handles that fail
+with ``DiskUnavailable`` while this node's path to the disk is lost; every call here maps that to a
+``ResourceError``, so a lost path fails the next renewal (the resource fails, and the core's restart
+policy, then failover, takes it from there) and every online attempt on this node. A slow disk
+(``Host.disk_faults``) delays each call before it runs, in the worker thread or by ``trio.sleep``.
 """
 
 from __future__ import annotations
@@ -86,8 +95,10 @@ class PhysicalDisk(Resource):
         if outcome is not Outcome.OK:
             holder = await self._holder()
             # Challenge: break the reservation, give a live defender time to re-reserve, try again.
+            # After a fence (AfterFence) the holder must have stopped: no defender to wait for.
             await self._call(disk.reset, self.me)
-            await trio.sleep(timing.challenge_wait_s)
+            if not self.props.get("AfterFence"):
+                await trio.sleep(timing.challenge_wait_s)
             issued = time.monotonic()
             if await self._call(disk.reserve, self.me) is not Outcome.OK:
                 now_holder = await self._holder()
@@ -210,7 +221,12 @@ class PhysicalDisk(Resource):
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         """One blocking disk call, off the event loop; disk errors become ``ResourceError``."""
 
+        faults = self.host.disk_faults
+        delay_s = faults.delay_s(self.disk_name) if faults is not None else 0.0
+
         def run() -> T:
+            if delay_s > 0 and self.host.disks_in_thread:
+                time.sleep(delay_s)  # a slow disk (diskfaults.py), in the worker thread
             try:
                 return fn(*args)
             except (DiskError, OSError, ValueError) as e:
@@ -220,7 +236,7 @@ class PhysicalDisk(Resource):
 
         if self.host.disks_in_thread:
             return await trio.to_thread.run_sync(run)
-        await trio.lowlevel.checkpoint()
+        await trio.sleep(delay_s)  # 0: a plain checkpoint
         return run()
 
     def _stop_defender(self) -> None:

@@ -16,9 +16,15 @@ Private properties (times in lab seconds: the core has already divided them by `
   LogReplayTime (MSCS.md: "seconds to minutes").
 - ``Service``: the short name clients see (SA, IS, ROUTING, MTA, SEARCH, SMTP, HTTP, POP3, IMAP4;
   MSDTC for the coordinator); defaults from the type.
-- ``FailMode``: ``none``; ``once`` - the first online of this resource on this node after FailMode
-  became "once" fails (at the end of its start-up time), later ones succeed; ``always`` - every
-  online fails; ``hang`` - online never finishes (the core's PendingTimeout terminates it).
+- ``FailMode`` (resource faults, ``wolfpack fault resource``): ``none``; ``once`` (= ``times:1``);
+  ``times:N`` (N from 1 to ``MAX_FAIL_TIMES``) - the first N onlines of this resource on this node
+  after FailMode was armed fail (each at the end of its start-up time), later ones succeed;
+  ``always`` (alias ``forever``) - every online fails; ``hang`` - online never finishes: the resource
+  stays Online Pending until the core's PendingTimeout terminates it (Failed, then its restart policy).
+  The count lives in the node process (``Host.fail_counts``): a node that takes the resource over,
+  or restarts, counts from zero again. It is re-armed when FailMode changes, or when the private
+  property ``FailArm`` (any value; ``wolfpack fault resource`` sets a fresh one each time) changes,
+  so setting the same ``times:N`` again fails N more onlines.
 
 Fail on demand (``ResourceMonitor.fail``) and terminate stop the service at once. Offline is
 immediate: the lab models start-up cost, where failover time goes, not shutdown cost.
@@ -62,11 +68,40 @@ SERVICE_TYPES: dict[str, tuple[str, float]] = {
 DEFAULT_LOG_REPLAY_S = 0.5  # Windows 2003 seconds per transaction log (our estimate), divided by speed
 
 
+MAX_FAIL_TIMES = 1000
+
+
 class FailMode(enum.StrEnum):
     NONE = "none"
     ONCE = "once"
+    TIMES = "times"
     ALWAYS = "always"
     HANG = "hang"
+
+
+FAIL_MODE_ALIASES = {"forever": FailMode.ALWAYS}
+
+
+def parse_fail_mode(raw: object) -> tuple[FailMode, int]:
+    """``FailMode`` text -> (mode, how many onlines fail: 1 for once, N for times:N, 0 otherwise)."""
+    text = str(raw).strip().lower()
+    if text.startswith("times:"):
+        count = text.removeprefix("times:").strip()
+        if count.isdigit() and 1 <= int(count) <= MAX_FAIL_TIMES:
+            return FailMode.TIMES, int(count)
+        raise ResourceError(
+            f"private property FailMode = {raw!r}: times:N needs N from 1 to {MAX_FAIL_TIMES}"
+        )
+    mode = FAIL_MODE_ALIASES.get(text)
+    if mode is None:
+        try:
+            mode = FailMode(text)
+        except ValueError:
+            known = "none, once, times:N, always, forever, hang"
+            raise ResourceError(f"private property FailMode = {raw!r}: one of {known}") from None
+    if mode is FailMode.TIMES:
+        raise ResourceError(f"private property FailMode = {raw!r}: times needs a count, e.g. times:2")
+    return mode, 1 if mode is FailMode.ONCE else 0
 
 
 class EmulatedService(Resource):
@@ -88,14 +123,15 @@ class EmulatedService(Resource):
             self.replay_s = prop_float(
                 props, "LogReplayTime", DEFAULT_LOG_REPLAY_S / speed, 0.0, MAX_REPLAY_S
             )
-        raw_mode = prop_str(props, "FailMode", "none", max_len=16).strip().lower()
-        try:
-            self.fail_mode = FailMode(raw_mode)
-        except ValueError:
-            known = ", ".join(m.value for m in FailMode)
-            raise ResourceError(f"private property FailMode = {raw_mode!r}: one of {known}") from None
-        if self.fail_mode is not FailMode.ONCE:
-            host.once_fired.discard(name)  # re-arms "once" for the next time it is set
+        raw_mode = prop_str(props, "FailMode", "none", max_len=32)
+        self.fail_mode, self.fail_times = parse_fail_mode(raw_mode)
+        self.fail_label = raw_mode.strip().lower()
+        if self.fail_times:
+            arming = f"{self.fail_label}|{prop_str(props, 'FailArm', '', max_len=64)}"
+            if host.fail_counts.get(name, ("", 0))[0] != arming:
+                host.fail_counts[name] = (arming, 0)  # newly armed: count from zero
+        else:
+            host.fail_counts.pop(name, None)  # re-arms once / times:N for the next time it is set
         self.running = False
 
     @property
@@ -114,12 +150,13 @@ class EmulatedService(Resource):
         if self.fail_mode is FailMode.HANG:
             await trio.sleep_forever()
         fail = self.fail_mode is FailMode.ALWAYS
-        if self.fail_mode is FailMode.ONCE and self.name not in self.host.once_fired:
-            self.host.once_fired.add(self.name)
+        arming, failed = self.host.fail_counts.get(self.name, ("", 0))
+        if self.fail_times and failed < self.fail_times:
+            self.host.fail_counts[self.name] = (arming, failed + 1)  # counted at once: a cancel still counts
             fail = True
         await trio.sleep(self.start_s)
         if fail:
-            raise ResourceError(f"service {self.service} failed to start (FailMode {self.fail_mode.value})")
+            raise ResourceError(f"service {self.service} failed to start (FailMode {self.fail_label})")
         self.running = True
         took = time.monotonic() - began
         replayed = f", replayed {self.backlog} transaction logs" if self.backlog else ""
