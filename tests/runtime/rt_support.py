@@ -15,6 +15,7 @@ from typing import Any
 import tomli_w
 import trio
 
+from nodeagent.cli.clusterdir import claim_number
 from nodeagent.config import CLUSTER_PORT, ClusterConfig, Net, default_config_dict
 from nodeagent.core.effects import DiskResult, Event, Ready
 from nodeagent.core.messages import Message, Phase
@@ -70,7 +71,7 @@ def addresses_free(number: int, node_ids: range) -> bool:
 def free_cluster_number(first: int = 240, node_ids: range = range(1, 4)) -> int:
     """A cluster number (240-250) whose node addresses nobody holds right now."""
     for number in range(first, 251):
-        if addresses_free(number, node_ids):
+        if addresses_free(number, node_ids) and claim_number(number, Path(__file__)):  # (xdist workers)
             return number
     raise RuntimeError("no free cluster number in 240-250")
 

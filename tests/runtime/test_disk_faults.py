@@ -209,7 +209,7 @@ async def control(runtime: NodeRuntime, obj: dict[str, Any]) -> dict[str, Any]:
 async def test_quorum_owner_that_loses_its_path_halts_and_a_survivor_takes_the_quorum(
     short_tmp: Path,
 ) -> None:
-    config = write_cluster(short_tmp, number=9, nodes=3, quorum_disk_file=False)
+    config = write_cluster(short_tmp, number=193, nodes=3, quorum_disk_file=False)
     disk = MemoryDisk("Q")
     options = NodeOptions(
         transport=MemoryTransport(MemoryNetwork()), disk_opener=lambda name: disk, disks_in_thread=False

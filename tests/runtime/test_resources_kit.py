@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 import trio
 
+from nodeagent.cli.clusterdir import claim_number
 from nodeagent.config import ClusterConfig, default_config_dict
 from nodeagent.core.effects import ResourceAction, ResourceReport
 from nodeagent.runtime.resources import udpjson
@@ -48,7 +49,8 @@ def _bindable(addr: tuple[str, int]) -> bool:
 def free_number(ports: tuple[tuple[str, int], ...] = (("3.1", 3344), ("2.1", 3345), ("2.2", 3345))) -> int:
     """A cluster number in 200-239 whose test addresses (127.C.x.y:port) nobody holds right now."""
     for number in range(200, 240):
-        if all(_bindable((f"127.{number}.{host}", port)) for host, port in ports):
+        bindable = all(_bindable((f"127.{number}.{host}", port)) for host, port in ports)
+        if bindable and claim_number(number, Path(__file__)):  # (pytest-xdist: two workers pick at once)
             return number
     raise RuntimeError("no free cluster number in 200-239")
 

@@ -68,7 +68,7 @@ async def control(runtime: NodeRuntime, obj: dict[str, Any]) -> dict[str, Any]:
 
 
 async def test_three_nodes_form_ride_out_a_cut_link_and_remove_a_dead_node(short_tmp: Path) -> None:
-    config = write_cluster(short_tmp, number=7, nodes=3, quorum_disk_file=False)
+    config = write_cluster(short_tmp, number=191, nodes=3, quorum_disk_file=False)
     network = MemoryNetwork()
     disk = MemoryDisk("Q")
     options = NodeOptions(
@@ -152,7 +152,7 @@ async def test_three_nodes_form_ride_out_a_cut_link_and_remove_a_dead_node(short
 
 
 async def test_killing_the_quorum_owner_moves_the_quorum_disk(short_tmp: Path) -> None:
-    config = write_cluster(short_tmp, number=8, nodes=3, quorum_disk_file=False)
+    config = write_cluster(short_tmp, number=192, nodes=3, quorum_disk_file=False)
     disk = MemoryDisk("Q")
     options = NodeOptions(
         transport=MemoryTransport(MemoryNetwork()), disk_opener=lambda name: disk, disks_in_thread=False

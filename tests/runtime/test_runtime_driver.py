@@ -196,7 +196,7 @@ async def test_a_core_exception_stops_the_driver(autojump_clock: trio.testing.Mo
 async def test_a_stop_the_core_never_finishes_is_bounded(
     short_tmp: Path, autojump_clock: trio.testing.MockClock
 ) -> None:
-    config = write_cluster(short_tmp, number=7, nodes=1, quorum_disk_file=False)
+    config = write_cluster(short_tmp, number=190, nodes=1, quorum_disk_file=False)
     core = FakeCore(tick_every_s=0.5, stop_exits=False)
     options = NodeOptions(
         transport=MemoryTransport(MemoryNetwork()),
