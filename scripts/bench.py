@@ -121,12 +121,12 @@ def main() -> None:
     c = results["configured"]
     print(
         f"\nkill -9 of a non-owner -> first regroup (1126): {results['detection_regroup']}  "
-        f"(bound {c['detection_bound_s']} s after the last heartbeat)"
+        f"(window {c['detection_window_s'][0]}-{c['detection_window_s'][1]} s after the kill)"
     )
     print(f"kill -9 of a non-owner -> node removed (1135):  {results['detection_removed']}")
     print(
         f"kill -9 of the quorum owner -> quorum online:   {results['owner_takeover']}  "
-        f"(floor {c['takeover_floor_s']} s)"
+        f"(window {c['takeover_window_s'][0]}-{c['takeover_window_s'][1]} s)"
     )
     for row in results["idle"]:
         print(

@@ -7,8 +7,8 @@ and take the client's first good reply from the survivor. The floor is computed 
 timings: the instant the group may start on the survivor (the fence, ``Timing.fence_s``, after the
 owner was last heard: up to one heartbeat interval before the kill; or the quorum takeover when the
 quorum owner died, whichever is later), plus the longest start-up path through the dependency tree
-to SMTP (the disk's challenge wait, since a dead owner keeps its reservation, then each resource's
-StartupTime, the store's log replay).
+to SMTP (each resource's StartupTime and the store's log replay; the disk breaks the dead owner's
+reservation without the challenge's wait, since the fence already was that wait).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def critical_path_s(group: dict[str, Any], timing: Any) -> float:
     def own(r: dict[str, Any]) -> float:
         p = r.get("private", {})
         if r["type"] == "Physical Disk":
-            return float(timing.challenge_wait_s)  # the dead owner's reservation must be broken
+            return 0.0  # after the fence the dead owner's reservation is broken at once (AfterFence)
         extra = float(p.get("LogBacklog", 0)) * float(p.get("LogReplayTime", 0))
         return float(p.get("StartupTime", 0.0)) + extra
 

@@ -256,13 +256,18 @@ FAULT_EXAMPLES = """\
   wolfpack fault oneway "NODE1->NODE2"          NODE1's datagrams to NODE2 are dropped
   wolfpack fault partition ring --seed 7        Jepsen's majorities ring
   wolfpack fault list
-  wolfpack fault heal NODE2 --id 3              one fault; `fault heal` removes every fault"""
+  wolfpack fault heal NODE2 --id 3              one fault; `fault heal` removes every fault
+  wolfpack fault disk NODE1 Q --lost            NODE1 loses its path to the quorum disk
+  wolfpack fault resource "EVS1 SMTP Virtual Server" --times 2
+  wolfpack fault crashloop NODE2 --count 3"""
 FAULT_HELP = """\
 Network faults live in each node's transport and are installed through its control socket (out of
 band: they work while the links are cut). Kinds: cut, loss, delay, dup, reorder; per network
 (--net private|public|all), per peer (OTHER, or every peer) and per direction (--direction
 both|in|out). Shapes (isolate, split, oneway, partition one|majority|ring) become cut rules on
-every node concerned. A restarted node has no faults."""
+every node concerned. Disk faults (disk, disk-heal) make one node lose its path to a shared disk
+or see it slow; resource faults set a resource's FailMode; crashloop kills and restarts a node.
+A restarted node has no faults."""
 LOG_HELP = """\
 Merge every node's events.jsonl by CLOCK_MONOTONIC. Each line: local time, seconds since the
 first event shown, node, MSCS event id, message."""

@@ -158,3 +158,20 @@ def test_read_int_file(tmp_root: Path) -> None:
     assert clusterdir.read_int_file(tmp_root / "pid") == 1234
     assert clusterdir.read_int_file(tmp_root / "bad") is None
     assert clusterdir.read_int_file(tmp_root / "missing") is None
+
+
+def test_provision_disk_creates_a_data_disk_once_and_refuses_bad_names(tmp_path: Path) -> None:
+    cdir = clusterdir.ClusterDir(tmp_path)
+    assert cdir.provision_disk("EVS1LOGS") is True
+    assert cdir.disk_path("EVS1LOGS").stat().st_size >= clusterdir.DATA_DISK_BYTES  # (+ its header)
+    assert cdir.provision_disk("EVS1LOGS") is False  # never overwritten
+    for bad in ("../x", "a/b", "", "x" * 65, "EVS-1"):
+        with pytest.raises(ConfigError, match="letters and digits"):
+            cdir.provision_disk(bad)
+
+
+def test_concurrent_picks_get_different_numbers(tmp_path: Path) -> None:
+    # Two `up`s at the same moment: the claim keeps the second off the first one's number.
+    first = clusterdir.pick_cluster_number(tmp_path / "a")
+    second = clusterdir.pick_cluster_number(tmp_path / "b")
+    assert first != second
