@@ -226,6 +226,9 @@ def _group_offline(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome
 
 def _group_move(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcome:
     g = _group(db, args)
+    if g.is_cluster_group:
+        why = "it goes where the quorum goes: stop its owner to hand the quorum over"
+        raise AdminRefused("The Cluster Group follows the quorum owner", why)
     if g.owner is None:
         raise AdminRefused("The group is not owned by any node", f"{g.name}: bring it online first")
     if args.get("node"):
@@ -461,11 +464,14 @@ def _group_failover(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outcom
     reason = f"resource {args.get('resource')} failed: {args.get('reason')}"
     if g.owner is None or g.target is not None or args.get("node") != g.owner:
         return _ok(db, [], {})  # stale, or from a node that does not own the group (any more)
-    target = next_owner(db, g, g.owner, ctx)
+    # The Cluster Group cannot leave the quorum owner: it is left Failed there, and tried again.
+    target = None if g.is_cluster_group else next_owner(db, g, g.owner, ctx)
     if target is None or not count_failover(db, g, ctx):
         mark_failed(db, g, ctx, join_retry=target is None)
         why = (
-            "no other node can take it"
+            "it stays with the quorum owner"
+            if g.is_cluster_group
+            else "no other node can take it"
             if target is None
             else f"FailoverThreshold {g.prop('FailoverThreshold')}"
         )

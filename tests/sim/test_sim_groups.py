@@ -480,3 +480,24 @@ def test_with_a_quorum_disk_a_change_answered_survives_the_owner_dying_at_once()
     assert sim.run_until_condition(lambda: owner_db(sim) is not None and sim.converged(), sim.now + 20.0)
     assert owner_db(sim).groups["G"].props.get("AutoFailbackType") == 1
     assert_clean(sim)
+
+
+# -- the Cluster Group stays with the quorum owner -----------------------------------------------------------
+def test_a_failing_cluster_group_is_left_failed_on_the_quorum_owner_not_bounced() -> None:
+    # Found by `wolfpack chaos`: group.failover sent the Cluster Group to another node, and the failover
+    # manager brought it straight back to the quorum owner, a dozen times in 0.3 s.
+    sim = new_sim(3)
+    owner = form(sim)
+    wait_online(sim, "Cluster Group", owner)
+    ok(sim, owner, "resource.prop", {"name": "Cluster IP Address", "private": {"FailMode": "always"}})
+    t0 = sim.now
+    assert sim.fail(owner, "Cluster IP Address")
+    assert sim.run_until_condition(lambda: bool(events_of(sim, "group_failed", since_s=t0)), t0 + 10.0)
+    sim.run_for(2.0)
+    assert events_of(sim, "group_moving", since_s=t0) == []
+    failed = events_of(sim, "group_failed", since_s=t0)
+    assert [e.fields["reason"] for _, _, e in failed] == ["it stays with the quorum owner"]
+    assert group_state(sim, "Cluster Group") == (owner, "Failed")
+    reply = refused(sim, owner, "group.move", {"name": "Cluster Group"})
+    assert reply.rule == "The Cluster Group follows the quorum owner"
+    assert_clean(sim)
