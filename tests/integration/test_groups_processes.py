@@ -18,13 +18,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from evs_status import Status, group, online_on, resources
 
 from nodeagent.cli.lab import WOLFPACK, Lab
 
 pytestmark = pytest.mark.integration
 
 Factory = Callable[..., Lab]
-Status = dict[str, Any]
 
 SA = "EVS1 System Attendant"
 IS = "EVS1 Information Store"
@@ -43,29 +43,6 @@ QUIET_WINDOW_S = 4.0  # 40 s of Windows time at speed 10: long past any failover
 
 
 # -- helpers -------------------------------------------------------------------------------------------------
-
-
-def group(s: Status, name: str) -> dict[str, Any]:
-    return next(g for g in s["groups"] if g["name"] == name)
-
-
-def resources(s: Status, name: str) -> dict[str, dict[str, Any]]:
-    return {r["name"]: r for r in group(s, name)["resources"]}
-
-
-def online_on(node: str, name: str = "EVS1") -> Callable[[Status], bool]:
-    """The group is Online on ``node`` with every resource Online (not just the group's summary)."""
-
-    def pred(s: Status) -> bool:
-        g = group(s, name)
-        return (
-            g["state"] == "Online"
-            and g["owner"] == node
-            and g.get("target") is None
-            and all(r["state"] == "Online" for r in g["resources"])
-        )
-
-    return pred
 
 
 def online_order(lab: Lab, node: str, since: float, grp: str = "EVS1") -> dict[str, int]:

@@ -10,9 +10,9 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import Any
 
 import pytest
+from evs_status import Status, online_on
 
 from nodeagent.cli.lab import Lab
 from nodeagent.runtime.control_client import request as control_request
@@ -20,29 +20,11 @@ from nodeagent.runtime.control_client import request as control_request
 pytestmark = pytest.mark.integration
 
 Factory = Callable[..., Lab]
-Status = dict[str, Any]
 
 SMTP = "EVS1 SMTP Virtual Server"
 SETTLE_S = 40.0
 MOVE_S = 20.0  # the move itself takes about 2 s at speed 10 (three quick failed restarts, a challenge)
 QUIET_S = 2.0  # 20 s of Windows time at speed 10: several renewals and health checks
-
-
-def group(s: Status, name: str) -> dict[str, Any]:
-    return next(g for g in s["groups"] if g["name"] == name)
-
-
-def online_on(node: str, name: str = "EVS1") -> Callable[[Status], bool]:
-    def pred(s: Status) -> bool:
-        g = group(s, name)
-        return (
-            g["state"] == "Online"
-            and g["owner"] == node
-            and g.get("target") is None
-            and all(r["state"] == "Online" for r in g["resources"])
-        )
-
-    return pred
 
 
 def stays(lab: Lab, what: str, pred: Callable[[Status], bool], window_s: float) -> None:
