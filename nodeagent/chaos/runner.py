@@ -247,12 +247,7 @@ class _Runner:
         self.disk_active.clear()
         for node, s in sorted(self.state.items()):
             if s == "frozen":
-                t = time.monotonic()
-                try:
-                    self._thaw(node)
-                    self._record(t, "thaw", node, f"thaw {node}")
-                except WolfpackError as e:
-                    self._record(t, "thaw", node, f"thaw {node}", ok=False, error=str(e))
+                self._final_action("thaw", node, self._thaw)
         t = time.monotonic()
         todo = sorted(n for n, s in self.state.items() if s == "up")
         healed = list(todo)
@@ -267,13 +262,16 @@ class _Runner:
         self._record(t, "heal", None, what, ok=not todo, error=error)
         for node, s in sorted(self.state.items()):
             if s == "dead":
-                t = time.monotonic()
-                try:
-                    self._start(node)
-                    self._record(t, "restart", node, f"restart {node}")
-                except WolfpackError as e:
-                    self._record(t, "restart", node, f"restart {node}", ok=False, error=str(e))
+                self._final_action("restart", node, self._start)
         self.pending.clear()  # nothing is active any more, and a started node has no faults
+
+    def _final_action(self, action: str, node: str, do: Callable[[str], object]) -> None:
+        t = time.monotonic()
+        try:
+            do(node)
+            self._record(t, action, node, f"{action} {node}")
+        except WolfpackError as e:
+            self._record(t, action, node, f"{action} {node}", ok=False, error=str(e))
 
     def reap(self, wait: bool = False) -> None:
         """Collect the exit status of the nodes this run started (no zombies are left behind)."""
