@@ -208,16 +208,11 @@ def validate_new(opts: UpOptions) -> ClusterConfig:
 
 def number_is_bindable(number: int) -> bool:
     """True when no process holds any node address of cluster ``number`` (UDP 3343)."""
-    for net in Net:
-        for node_id in range(1, MAX_NODES + 1):
-            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                sock.bind((f"127.{number}.{int(net)}.{node_id}", CLUSTER_PORT))
-            except OSError:
-                return False
-            finally:
-                sock.close()
-    return True
+    return all(
+        _bindable((f"127.{number}.{int(net)}.{node_id}", CLUSTER_PORT))
+        for net in Net
+        for node_id in range(1, MAX_NODES + 1)
+    )
 
 
 def sibling_numbers(root: Path) -> set[int]:
@@ -260,6 +255,29 @@ def claim_number(number: int, root: Path) -> bool:
         return False
     with os.fdopen(fd, "w") as f:
         f.write(f"{root}\n")
+    return True
+
+
+def claim_free_number(
+    numbers: range, addresses: Callable[[int], list[tuple[str, int]]], owner: Path
+) -> int | None:
+    """The first number in ``numbers`` whose ``addresses(number)`` are all bindable now, claimed
+    (``claim_number``); None when there is none. For in-process clusters (tests) that bind only
+    some addresses of a number."""
+    for number in numbers:
+        if all(_bindable(addr) for addr in addresses(number)) and claim_number(number, owner):
+            return number
+    return None
+
+
+def _bindable(addr: tuple[str, int]) -> bool:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind(addr)
+    except OSError:
+        return False
+    finally:
+        sock.close()
     return True
 
 

@@ -130,7 +130,9 @@ class ResourceManager:
             leaving = g.desired == "offline" or (g.target is not None and g.target != self.me)
             memo: dict[str, bool] = {}
             for r in resources:
-                lr = self.local.setdefault(r.name, Local())
+                lr = self.local.get(r.name)
+                if lr is None:  # (new here: nothing to say again before it has said something)
+                    lr = self.local[r.name] = Local(reported_s=now_s)
                 self._resync(r, lr, now_s, out)
                 if lr.token:
                     self._check_deadline(db, r, lr, now_s, out)

@@ -6,7 +6,6 @@ A plain module with a unique name (pytest puts this directory on sys.path), so t
 from __future__ import annotations
 
 import secrets
-import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +14,7 @@ from typing import Any
 import tomli_w
 import trio
 
-from nodeagent.cli.clusterdir import claim_number
+from nodeagent.cli.clusterdir import claim_free_number
 from nodeagent.config import CLUSTER_PORT, ClusterConfig, Net, default_config_dict
 from nodeagent.core.effects import DiskResult, Event, Ready
 from nodeagent.core.messages import Message, Phase
@@ -52,28 +51,16 @@ async def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str 
         raise AssertionError(f"timed out after {timeout_s} s waiting for {what}") from None
 
 
-def addresses_free(number: int, node_ids: range) -> bool:
-    socks: list[socket.socket] = []
-    try:
-        for net in (1, 2):
-            for node_id in node_ids:
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                socks.append(s)
-                s.bind((f"127.{number}.{net}.{node_id}", CLUSTER_PORT))
-    except OSError:
-        return False
-    finally:
-        for s in socks:
-            s.close()
-    return True
-
-
 def free_cluster_number(first: int = 240, node_ids: range = range(1, 4)) -> int:
-    """A cluster number (240-250) whose node addresses nobody holds right now."""
-    for number in range(first, 251):
-        if addresses_free(number, node_ids) and claim_number(number, Path(__file__)):  # (xdist workers)
-            return number
-    raise RuntimeError("no free cluster number in 240-250")
+    """A cluster number (240-250) whose node addresses nobody holds right now, claimed."""
+
+    def addresses(number: int) -> list[tuple[str, int]]:
+        return [(f"127.{number}.{net}.{node_id}", CLUSTER_PORT) for net in (1, 2) for node_id in node_ids]
+
+    number = claim_free_number(range(first, 251), addresses, Path(__file__))
+    if number is None:
+        raise RuntimeError("no free cluster number in 240-250")
+    return number
 
 
 @dataclass

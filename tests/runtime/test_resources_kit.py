@@ -7,7 +7,6 @@ monitor under test whose reports are collected and awaited with deadlines (never
 from __future__ import annotations
 
 import secrets
-import socket
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any
 import pytest
 import trio
 
-from nodeagent.cli.clusterdir import claim_number
+from nodeagent.cli.clusterdir import claim_free_number
 from nodeagent.config import ClusterConfig, default_config_dict
 from nodeagent.core.effects import ResourceAction, ResourceReport
 from nodeagent.runtime.resources import udpjson
@@ -35,24 +34,14 @@ def make_config(number: int = 200, nodes: int = 2, **timing: float) -> ClusterCo
     return ClusterConfig.from_dict(data)
 
 
-def _bindable(addr: tuple[str, int]) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(addr)
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
-
-
 def free_number(ports: tuple[tuple[str, int], ...] = (("3.1", 3344), ("2.1", 3345), ("2.2", 3345))) -> int:
-    """A cluster number in 200-239 whose test addresses (127.C.x.y:port) nobody holds right now."""
-    for number in range(200, 240):
-        bindable = all(_bindable((f"127.{number}.{host}", port)) for host, port in ports)
-        if bindable and claim_number(number, Path(__file__)):  # (pytest-xdist: two workers pick at once)
-            return number
-    raise RuntimeError("no free cluster number in 200-239")
+    """A cluster number in 200-239 whose test addresses (127.C.x.y:port) nobody holds, claimed."""
+    number = claim_free_number(
+        range(200, 240), lambda n: [(f"127.{n}.{host}", port) for host, port in ports], Path(__file__)
+    )
+    if number is None:
+        raise RuntimeError("no free cluster number in 200-239")
+    return number
 
 
 class Harness:

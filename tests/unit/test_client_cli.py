@@ -19,29 +19,21 @@ import pytest
 import tomli_w
 
 from nodeagent.cli import client
+from nodeagent.cli.clusterdir import claim_free_number
 from nodeagent.config import default_config_dict
 from nodeagent.errors import ConfigError, WolfpackError
 
 Reply = Callable[[dict[str, Any], float], dict[str, Any] | None]  # (request, seconds since start) -> reply
 
 
-def _bindable(addr: tuple[str, int]) -> bool:
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    try:
-        s.bind(addr)
-    except OSError:
-        return False
-    finally:
-        s.close()
-    return True
-
-
 def free_number() -> int:
-    for number in range(200, 240):
-        addrs = [(f"127.{number}.3.1", 3344), (f"127.{number}.2.1", 3345), (f"127.{number}.2.2", 3345)]
-        if all(_bindable(a) for a in addrs):
-            return number
-    raise RuntimeError("no free cluster number in 200-239")
+    def addrs(number: int) -> list[tuple[str, int]]:
+        return [(f"127.{number}.3.1", 3344), (f"127.{number}.2.1", 3345), (f"127.{number}.2.2", 3345)]
+
+    number = claim_free_number(range(200, 240), addrs, Path(__file__))
+    if number is None:
+        raise RuntimeError("no free cluster number in 200-239")
+    return number
 
 
 class FakeServer:
