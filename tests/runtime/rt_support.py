@@ -19,6 +19,7 @@ from nodeagent.config import CLUSTER_PORT, ClusterConfig, Net, default_config_di
 from nodeagent.core.effects import DiskResult, Event, Ready
 from nodeagent.core.messages import Message, Phase
 from nodeagent.core.snapshot import NodeSnapshot, NodeState
+from nodeagent.runtime.node import NodeOptions, NodeRuntime, serve_node
 from shareddisk import create_disk
 
 
@@ -118,3 +119,43 @@ class FakeCore:
 
     def of(self, kind: str) -> list[tuple[str, float, object]]:
         return [c for c in self.calls if c[0] == kind]
+
+
+@dataclass
+class Killable:
+    """A node runtime in a test's nursery that can be stopped like SIGKILL (no graceful stop)."""
+
+    runtime: NodeRuntime
+    scope: trio.CancelScope
+
+    def kill(self) -> None:
+        """Like SIGKILL: no graceful stop, no Leave; the peers must notice the silence."""
+        self.scope.cancel()
+
+
+async def start_killable(
+    nursery: trio.Nursery, cluster_dir: Path, name: str, options: NodeOptions, config: ClusterConfig
+) -> Killable:
+    scope = trio.CancelScope()
+
+    async def run(*, task_status: trio.TaskStatus[NodeRuntime]) -> None:
+        with scope:
+            await serve_node(cluster_dir, name, options, config, task_status=task_status)
+
+    runtime: NodeRuntime = await nursery.start(run)
+    return Killable(runtime, scope)
+
+
+def agreed(nodes: list[NodeRuntime], members: tuple[int, ...] | None = None) -> Callable[[], bool]:
+    """True when every node is a MEMBER of one epoch, with one quorum owner, and exactly ``members``
+    (default: the nodes given)."""
+    want = members if members is not None else tuple(sorted(n.node_id for n in nodes))
+
+    def check() -> bool:
+        snaps = [n.driver.snapshot() for n in nodes]
+        return (
+            all(s.phase == "MEMBER" and s.members == want for s in snaps)
+            and len({(s.epoch, s.quorum_owner) for s in snaps}) == 1
+        )
+
+    return check

@@ -7,14 +7,14 @@ it; a quorum owner that cannot renew halts and a survivor takes the quorum.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 import trio
-from rt_support import wait_until, write_cluster
+from rt_support import agreed, start_killable, wait_until, write_cluster
 from test_resources_kit import Harness, make_config
 
 from nodeagent.config import ClusterConfig
@@ -23,7 +23,7 @@ from nodeagent.runtime.control_client import request
 from nodeagent.runtime.diskexec import DiskExecutor, file_disk_opener
 from nodeagent.runtime.diskfaults import DiskFaultTable, faulty_opener, make_fault
 from nodeagent.runtime.eventlog import read_event_file
-from nodeagent.runtime.node import NodeOptions, NodeRuntime, serve_node
+from nodeagent.runtime.node import NodeOptions, NodeRuntime
 from nodeagent.runtime.resources.monitor import ResourceMonitor
 from nodeagent.runtime.transport import MemoryNetwork, MemoryTransport
 from shareddisk import FileDisk, MemoryDisk, create_disk
@@ -167,37 +167,6 @@ async def test_a_slow_disk_slows_the_resource_but_it_stays_online(pair: Pair) ->
 # -- real cores: the quorum owner loses its path to Q --------------------------------------------------------
 
 
-@dataclass
-class Killable:
-    runtime: NodeRuntime
-    scope: trio.CancelScope
-
-
-async def start(
-    nursery: trio.Nursery, cluster_dir: Path, name: str, options: NodeOptions, config: ClusterConfig
-) -> Killable:
-    scope = trio.CancelScope()
-
-    async def run(*, task_status: trio.TaskStatus[NodeRuntime]) -> None:
-        with scope:
-            await serve_node(cluster_dir, name, options, config, task_status=task_status)
-
-    return Killable(await nursery.start(run), scope)
-
-
-def agreed(nodes: list[NodeRuntime]) -> Callable[[], bool]:
-    members = tuple(sorted(n.node_id for n in nodes))
-
-    def check() -> bool:
-        snaps = [n.driver.snapshot() for n in nodes]
-        return (
-            all(s.phase == "MEMBER" and s.members == members for s in snaps)
-            and len({(s.epoch, s.quorum_owner) for s in snaps}) == 1
-        )
-
-    return check
-
-
 def events_of(runtime: NodeRuntime, kind: str) -> list[dict[str, Any]]:
     return [r for r in read_event_file(runtime.node_dir / "events.jsonl") if r["kind"] == kind]
 
@@ -217,7 +186,8 @@ async def test_quorum_owner_that_loses_its_path_halts_and_a_survivor_takes_the_q
     with trio.fail_after(45):
         async with trio.open_nursery() as nursery:
             nodes = [
-                (await start(nursery, short_tmp, f"NODE{i}", options, config)).runtime for i in (1, 2, 3)
+                (await start_killable(nursery, short_tmp, f"NODE{i}", options, config)).runtime
+                for i in (1, 2, 3)
             ]
             await wait_until(agreed(nodes), 15, "the cluster to form")
             owner_id = nodes[0].driver.snapshot().quorum_owner

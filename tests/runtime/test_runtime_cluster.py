@@ -7,56 +7,17 @@ only the kernel's UDP and the disk image are replaced.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import trio
-from rt_support import wait_until, write_cluster
+from rt_support import agreed, start_killable, wait_until, write_cluster
 
-from nodeagent.config import ClusterConfig
 from nodeagent.runtime.control_client import request
 from nodeagent.runtime.eventlog import read_event_file, read_events
-from nodeagent.runtime.node import NodeOptions, NodeRuntime, serve_node
+from nodeagent.runtime.node import NodeOptions, NodeRuntime
 from nodeagent.runtime.transport import MemoryNetwork, MemoryTransport
 from shareddisk import MemoryDisk
-
-
-@dataclass
-class Killable:
-    runtime: NodeRuntime
-    scope: trio.CancelScope
-
-    def kill(self) -> None:
-        """Like SIGKILL: no graceful stop, no Leave; the peers must notice the silence."""
-        self.scope.cancel()
-
-
-async def start_killable(
-    nursery: trio.Nursery, cluster_dir: Path, name: str, options: NodeOptions, config: ClusterConfig
-) -> Killable:
-    scope = trio.CancelScope()
-
-    async def run(*, task_status: trio.TaskStatus[NodeRuntime]) -> None:
-        with scope:
-            await serve_node(cluster_dir, name, options, config, task_status=task_status)
-
-    runtime: NodeRuntime = await nursery.start(run)
-    return Killable(runtime, scope)
-
-
-def agreed(nodes: list[NodeRuntime], members: tuple[int, ...]) -> Callable[[], bool]:
-    """True when every node is a MEMBER of one epoch with exactly ``members``."""
-
-    def check() -> bool:
-        snaps = [n.driver.snapshot() for n in nodes]
-        return (
-            all(s.phase == "MEMBER" and s.members == members for s in snaps)
-            and len({s.epoch for s in snaps}) == 1
-        )
-
-    return check
 
 
 def events_of(runtime: NodeRuntime, kind: str) -> list[dict[str, Any]]:
