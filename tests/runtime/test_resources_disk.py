@@ -95,6 +95,26 @@ async def test_a_crashed_owner_loses_the_disk_to_a_challenge(pair: Pair) -> None
         assert (await pair.node2.do("Disk D:", DISK, "offline")).ok
 
 
+@pytest.mark.parametrize("after_fence", [False, True])
+async def test_after_a_fence_the_challenge_does_not_wait(pair: Pair, after_fence: bool) -> None:
+    # The cluster service sets AfterFence when it took the group from a lost node after that node's fence:
+    # the holder cannot defend any more, so the wait of the challenge would only repeat the fence.
+    with trio.fail_after(10):
+        wait = pair.config.timing.challenge_wait_s
+        crasher = ResourceMonitor(pair.config, "NODE3", cluster_dir=pair.root)
+        async with trio.open_nursery() as node3:
+            await node3.start(crasher.run)
+            assert (await Harness(crasher).do("Disk D:", DISK, "online", {"Disk": "DATA"})).ok
+            node3.cancel_scope.cancel()
+        began = trio.current_time()
+        props = {"Disk": "DATA", "AfterFence": True} if after_fence else {"Disk": "DATA"}
+        won = await pair.node2.do("Disk D:", DISK, "online", props)
+        took = trio.current_time() - began
+        assert won.ok and holder(pair.image("DATA")) == "NODE2"
+        assert (took < wait) if after_fence else (took >= wait)
+        assert (await pair.node2.do("Disk D:", DISK, "offline")).ok
+
+
 async def test_a_lost_reservation_fails_the_resource(pair: Pair) -> None:
     with trio.fail_after(10):
         assert (await pair.node1.do("Disk D:", DISK, "online", {"Disk": "DATA"})).ok

@@ -1,4 +1,4 @@
-"""ResourceManager: a state the database lacks is reported again (a report lost in a regroup)."""
+"""ResourceManager details: resync of states the database lacks; the AfterFence hint for disks."""
 
 from __future__ import annotations
 
@@ -42,3 +42,17 @@ def test_a_state_the_database_lacks_is_sent_again_after_the_resync_interval() ->
     out = StepOutput()
     rm.step(db, 10.0, out)
     assert state_requests(out) == []
+
+
+def test_disks_of_a_group_taken_after_a_fence_are_told_so() -> None:
+    db, rm = lab()
+    db.resources["D"] = Resource("D", "Physical Disk", "G", desired="online", private={"Disk": "DATA"})
+    for after_fence in (True, False):
+        db.groups["G"].after_fence = after_fence
+        rm.local.clear()
+        out = StepOutput()
+        rm.step(db, 0.0, out)
+        props = {a.resource: a.props for a in out.actions if a.action == "online"}
+        assert props["D"].get("AfterFence", False) is after_fence
+        assert "AfterFence" not in props["R"]  # only disks challenge
+        assert "AfterFence" not in db.resources["D"].private  # a hint in the action, not a property
