@@ -5,6 +5,7 @@
 step-by-step driver tests use with explicit faults. Modules: clock (event queue), network (paths
 and network faults), process (one node process), faults (the random schedule), invariants (the
 checker), trace (line format), report (SimReport), runner (``simulate``), simulation (the driver),
+operations (what the driver lets a test or the schedule do: process and network faults),
 ports (the core and disk it drives), wirecheck (optional pass through the real wire codec).
 """
 
