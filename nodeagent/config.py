@@ -20,7 +20,7 @@ import enum
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from nodeagent.errors import ConfigError
 
@@ -181,6 +181,14 @@ class Timing:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+MAX_DISK_NAME = 64
+
+
+def is_disk_name(name: object) -> TypeGuard[str]:
+    """A shared disk's name: the image file DIR/disks/NAME.img, so letters and digits only (1-64)."""
+    return isinstance(name, str) and name.isascii() and name.isalnum() and len(name) <= MAX_DISK_NAME
+
+
 @dataclass(frozen=True, slots=True)
 class NodeConfig:
     name: str
@@ -267,7 +275,7 @@ class ClusterConfig:
         except ValueError:
             raise ConfigError("[cluster] arbitration: must be 'scsi2' or 'scsi3'") from None
         quorum_disk = _str(c, "cluster", "quorum_disk", "Q")
-        if not quorum_disk.isalnum():
+        if not is_disk_name(quorum_disk):
             raise ConfigError(f"[cluster] quorum_disk = {quorum_disk!r}: letters and digits only")
 
         raw_nodes = data.get("nodes")

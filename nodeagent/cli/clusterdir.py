@@ -39,12 +39,14 @@ import tomli_w
 
 from nodeagent.config import (
     CLUSTER_PORT,
+    MAX_DISK_NAME,
     MAX_NODES,
     ClusterConfig,
     Net,
     NodeConfig,
     check_node_set,
     default_config_dict,
+    is_disk_name,
     load_cluster_file,
 )
 from nodeagent.errors import ConfigError
@@ -97,8 +99,8 @@ class ClusterDir:
     def provision_disk(self, name: str) -> bool:
         """Create disks/NAME.img (a data disk, like an admin provisioning a LUN) when it is missing;
         True when it was created."""
-        if not (name.isascii() and name.isalnum() and len(name) <= 64):
-            raise ConfigError(f"disk name {name!r}: letters and digits only, at most 64")
+        if not is_disk_name(name):
+            raise ConfigError(f"disk name {name!r}: letters and digits only, at most {MAX_DISK_NAME}")
         path = self.disk_path(name)
         if path.exists():
             return False

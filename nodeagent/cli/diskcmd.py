@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from nodeagent.cli.clusterdir import ClusterDir
+from nodeagent.config import MAX_DISK_NAME, is_disk_name
 from nodeagent.errors import ConfigError
 
 MIN_SIZE_MB = 1
@@ -24,8 +25,8 @@ MAX_DISKS_SHOWN = 100
 
 
 def check_name(name: str) -> str:
-    if not name.isalnum() or not name.isascii() or len(name) > 32:
-        raise ConfigError(f"disk name {name!r}: letters and digits only, at most 32")
+    if not is_disk_name(name):
+        raise ConfigError(f"disk name {name!r}: letters and digits only, at most {MAX_DISK_NAME}")
     return name
 
 

@@ -15,11 +15,11 @@ for a move is ready for its target) and ``group.failover`` (a resource failed pa
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
+from nodeagent.config import is_disk_name
 from nodeagent.core import evs, mounts
 from nodeagent.core.clusterdb import (
     GROUP_DEFAULTS,
@@ -47,7 +47,6 @@ from nodeagent.core.failover import (
 from nodeagent.errors import AdminRefused
 
 Update = tuple[str, dict[str, Any]]
-_DISK_NAME = re.compile(r"[A-Za-z0-9]{1,64}")  # the file disks/NAME.img
 Outcome = tuple[list[Update], dict[str, Any], list[Event]]
 
 RESOURCE_TYPES = (
@@ -281,7 +280,7 @@ def _resource_create(db: ClusterDb, args: dict[str, Any], ctx: Context) -> Outco
     if not isinstance(private, dict):
         raise AdminRefused("bad request", "private must be a table")
     disk = private.get("Disk")
-    if rtype == "Physical Disk" and not (isinstance(disk, str) and _DISK_NAME.fullmatch(disk)):
+    if rtype == "Physical Disk" and not is_disk_name(disk):
         raise AdminRefused("A Physical Disk names its shared disk", f"Disk = {disk!r}: letters and digits")
     if rtype == evs.SA:  # creating the System Attendant creates the virtual server (setup rules apply)
         updates, result = evs.create_system_attendant(db, g, {**private, **args, "name": name}, ctx.nodes)

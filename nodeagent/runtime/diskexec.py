@@ -35,6 +35,7 @@ from pathlib import Path
 
 import trio
 
+from nodeagent.config import is_disk_name
 from nodeagent.core.effects import DiskOp, DiskOutcome, DiskResult
 from nodeagent.diskops import apply_disk_op
 from nodeagent.runtime.diskfaults import DiskFaultTable
@@ -51,7 +52,7 @@ def file_disk_opener(disks_dir: Path) -> DiskOpener:
     """Open ``disks_dir/NAME.img`` for disk NAME (a name of letters and digits only)."""
 
     def open_disk(name: str) -> SharedDisk:
-        if not name.isalnum():
+        if not is_disk_name(name):
             raise ValueError(f"bad disk name {name!r}")
         return FileDisk.open(disks_dir / f"{name}.img")
 

@@ -38,12 +38,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from nodeagent.config import MAX_DISK_NAME, is_disk_name
 from nodeagent.errors import ConfigError
 from shareddisk import DiskUnavailable, Outcome, ReservationInfo, ReservationState, SharedDisk
 
 MAX_DISK_FAULTS = 64
 MAX_SLOW_MS = 60_000.0  # one minute per operation: past any timeout the cluster has
-MAX_NAME = 64
+MAX_NAME = MAX_DISK_NAME
 LOST_CAUSE = "path lost (injected fault)"
 
 DiskOpener = Callable[[str], SharedDisk]
@@ -67,7 +68,7 @@ class DiskFault:
 
 def disk_key(name: object) -> str:
     """The table key of a disk name; ``ConfigError`` for anything but 1-64 letters and digits."""
-    if not isinstance(name, str) or not name.isalnum() or not name.isascii() or len(name) > MAX_NAME:
+    if not is_disk_name(name):
         raise ConfigError(f"disk name {str(name)[:MAX_NAME]!r}: letters and digits only, 1-{MAX_NAME} long")
     return name.upper()
 

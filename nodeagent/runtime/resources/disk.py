@@ -51,6 +51,7 @@ from typing import Any, TypeVar
 
 import trio
 
+from nodeagent.config import is_disk_name
 from nodeagent.runtime.resources.base import FailureCallback, Host, Resource, ResourceError, prop_str
 from shareddisk import DiskError, Outcome, SharedDisk
 
@@ -67,7 +68,7 @@ class PhysicalDisk(Resource):
     def __init__(self, name: str, group: str, props: dict[str, Any], host: Host, on_failure: FailureCallback):
         super().__init__(name, group, props, host, on_failure)
         self.disk_name = prop_str(props, "Disk", max_len=64).strip()
-        if not self.disk_name.isalnum():
+        if not is_disk_name(self.disk_name):
             raise ResourceError(
                 f"private property Disk = {self.disk_name!r}: a disk name of letters and digits"
             )
