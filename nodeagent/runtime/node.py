@@ -48,6 +48,7 @@ from nodeagent.core.effects import AdminReply, Event
 from nodeagent.errors import WolfpackError
 from nodeagent.runtime import files
 from nodeagent.runtime.control import ControlServer
+from nodeagent.runtime.directory import DIRECTORY_FILE, Directory
 from nodeagent.runtime.diskexec import DiskExecutor, DiskOpener, file_disk_opener
 from nodeagent.runtime.diskfaults import DiskFaultTable, fault_from_request, faulty_opener
 from nodeagent.runtime.dnsserver import DnsServer
@@ -374,6 +375,7 @@ async def serve_node(
             )
             runtime.monitor = monitor
             runtime.disk_faults = monitor.host.disk_faults = disk_faults
+            monitor.host.directory = Directory(cluster_dir / DIRECTORY_FILE)  # RequireKerberos
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(messenger.run_sender)
