@@ -50,6 +50,8 @@ def test_every_node_resolves_evs1_before_and_after_a_kill_9_failover(lab_factory
     assert lookup(node2, port, name, tcp=True) == (dns.rcode.NOERROR, [ip], ttl)
     assert lookup(node2, port, f"nobody.{config.dns_domain}")[0] == dns.rcode.NXDOMAIN
     assert lookup(node2, port, "example.com")[0] == dns.rcode.REFUSED
+    listing = lab.cli("directory", "list").stdout  # RequireKerberos=1 made EVS1's computer object
+    assert any(line.split()[:2] == ["EVS1", name] for line in listing.splitlines()), listing
 
     lab.cli("kill", "NODE1")
     lab.wait_status("EVS1 Online on NODE2", online_on("NODE2"), GROUP_SETTLE_S)
