@@ -123,6 +123,9 @@ class DnsServer:
                     await stream.send_all(len(reply).to_bytes(2, "big") + reply)
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError) as e:
             log.debug("dns: tcp connection: %s", e)
+        except Exception:  # a bug here ends this connection, never the node (serve_listeners would)
+            self.stats["error"] += 1
+            log.exception("dns: tcp connection failed")
         finally:
             self._limiter.release()
 
