@@ -117,7 +117,9 @@ class ProtocolEntry:
 
 # protocol -> entry. One line per protocol machine, e.g. when nodeagent/exchange/smtp.py exists:
 #     "smtp": ProtocolEntry("nodeagent.exchange.smtp:SmtpSession", "nodeagent.exchange.delivery:handle"),
-PROTOCOLS: dict[str, ProtocolEntry] = {}
+PROTOCOLS: dict[str, ProtocolEntry] = {
+    "http": ProtocolEntry("nodeagent.exchange.owa:http_session", "nodeagent.exchange.owa:handle"),
+}
 
 
 @dataclass(frozen=True, slots=True)
