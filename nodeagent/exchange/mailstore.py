@@ -128,8 +128,8 @@ class StoreState:
             "applied": self.applied,
             "groups": self.groups,
             "mailboxes": {
-                u: [m.uidvalidity, m.uidnext, [[x.uid, x.internal_date, x.flags, x.raw] for x in m.messages.values()]]
-                for u, m in self.mailboxes.items()
+                u: [b.uidvalidity, b.uidnext, _messages(b)]
+                for u, b in self.mailboxes.items()
             },
             "qids": sorted(self.delivered_qids),
         }
@@ -143,6 +143,10 @@ class StoreState:
             for u, (v, n, msgs) in obj["mailboxes"].items()
         }
         return cls(obj["applied"], obj["groups"], boxes, set(obj["qids"]))
+
+
+def _messages(box: Mailbox) -> list[list[Any]]:
+    return [[m.uid, m.internal_date, m.flags, m.raw] for m in box.messages.values()]
 
 
 def apply_record(state: StoreState, lsn: int, rec: dict[str, Any]) -> None:

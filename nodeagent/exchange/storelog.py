@@ -145,7 +145,7 @@ class Checkpoint:
 class Replay:
     """What soft recovery found: the database image and the records past the checkpoint, in order."""
 
-    database: bytes | None  # None for a freshly formatted store
+    database: bytes | None  # the checkpoint's image (opaque to the log); None while it is empty
     records: list[tuple[int, Any]]  # (lsn, payload)
     seconds: float  # time to read and check them (the consumer adds its apply time)
     torn_tail_bytes: int  # bytes of a dropped torn record at the end (0: clean end)
@@ -193,6 +193,7 @@ class StoreLog:
         self._offset = 0  # where the next record goes, in the log region
         self._tail = b""  # the bytes of the log's current last block before ``_offset``
         self.appended = 0  # records appended since mount (for status)
+        self.wraps = 0  # times the log restarted at offset 0 since mount
 
     # ---- geometry -------------------------------------------------------------------------------
     @property
@@ -260,6 +261,7 @@ class StoreLog:
         self._chk = chk
         if wrap:
             self._offset, self._tail = 0, b""
+            self.wraps += 1
 
     # ---- append ---------------------------------------------------------------------------------
     def append(self, payload: Any) -> int:
@@ -292,7 +294,7 @@ class StoreLog:
             if not format_blank or self._read(self.regions.log, 0, 1)[:4] == RECORD_MAGIC:
                 raise LogCorrupt(f"{self.regions.chk.name}: no valid checkpoint, yet the log is not blank")
             self._chk, self._next_lsn, self._offset, self._tail = None, 1, 0, b""
-            self.checkpoint(_pack(None))  # a new, empty store: the database image is "nothing yet"
+            self.checkpoint(b"")  # a new, empty store: an empty database image means "nothing yet"
             return Replay(None, [], time.perf_counter() - started, 0, True)
         base = chk.db_half * (self.regions.db.count // 2)
         raw_db = self._read(self.regions.db, base, -(-chk.db_length // self._bs))[: chk.db_length]
@@ -310,8 +312,7 @@ class StoreLog:
         torn = reader.check_end(offset, expected)
         self._next_lsn, self._offset = expected, offset
         self._tail = reader.tail(offset)
-        database = _unpack(raw_db)
-        return Replay(None if database is None else raw_db, records, time.perf_counter() - started, torn, False)
+        return Replay(raw_db or None, records, time.perf_counter() - started, torn, False)
 
 
 class _LogReader:

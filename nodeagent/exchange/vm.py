@@ -14,8 +14,9 @@ each unit allocates a short-lived block of 64 KB - 4 MB (first-fit) and frees a 
 beyond a working set; every ``PIN_EVERY`` units a small long-lived block (64 - 256 KB) is placed at a
 scattered address (``alloc_near``) and stays until the process restarts. Scattered pins cut the large
 free blocks: with k of them the largest block is about 1.7 GB * ln(k) / k, so it falls under 32 MB
-after some 3,000 units and under 16 MB after some 7,000, while most of the 2 GB is still free. Every mounted database multiplies the work, so two storage groups' databases in
-one process (two EVSs on one node after a failover: active/active) fragment it about twice as fast.
+after some 3,000 units and under 16 MB after some 8,000, while most of the 2 GB is still free.
+Every mounted database multiplies the work, so two storage groups' databases in one process (two
+EVSs on one node after a failover: active/active) fragment it about twice as fast.
 Sizes come from a fixed linear congruential sequence: the same history gives the same counters.
 
 Rules (Exchange 2003, MSCS.md): mounting a database reserves a 10 MB contiguous block for its cache
@@ -173,5 +174,6 @@ class StoreVm:
             while len(self._transient) > WORKING_SET:
                 self.space.release(*self._transient.pop(self._next() % len(self._transient)))
             if self._units % PIN_EVERY == 0:  # long-lived, at a scattered address: never freed
-                self.space.alloc_near(self._next() * GRANULE % ADDRESS_SPACE, GRANULE * (1 + self._next() % 4))
+                where = self._next() * GRANULE % ADDRESS_SPACE
+                self.space.alloc_near(where, GRANULE * (1 + self._next() % 4))
         return self._events()
