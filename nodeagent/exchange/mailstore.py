@@ -189,6 +189,17 @@ class MountStats:
     mailboxes: int
     messages: int
 
+    def event_text(self) -> str:
+        """The event-log line of a mount (soft recovery), e.g. for the Information Store resource."""
+        if self.formatted:
+            return "the store was blank: new databases created, no log to replay"
+        torn = f"; a torn record at the end of the log ({self.torn_tail_bytes} bytes) was dropped" \
+            if self.torn_tail_bytes else ""
+        return (
+            f"soft recovery replayed {self.records_replayed} log records in {self.seconds:.3f} s "
+            f"({self.mailboxes} mailboxes, {self.messages} messages){torn}"
+        )
+
 
 def check_node_storage_groups(mounted_on_node: int, adding: int) -> None:
     """The per-server limit applied to a node that would mount ``adding`` more storage groups."""

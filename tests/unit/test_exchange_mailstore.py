@@ -153,6 +153,7 @@ def test_backlog_records_are_replayed_at_the_next_mount() -> None:
     s.deliver("frank", b"after")
     stats = MailStore(d, "NODE2").mount()
     assert stats.records_replayed == 302 and stats.messages == 2
+    assert stats.event_text().startswith("soft recovery replayed 302 log records in ")
 
 
 def test_storage_group_and_database_limits() -> None:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
+import os
+import select
+import signal
+import time
 from pathlib import Path
 
 import pytest
@@ -15,7 +20,7 @@ from nodeagent.exchange.storelog import (
     disk_layout,
     encode_record,
 )
-from shareddisk import MemoryDisk, Outcome, ReservationConflict, SharedDisk, create_disk
+from shareddisk import FileDisk, MemoryDisk, Outcome, ReservationConflict, SharedDisk, create_disk
 
 BS = 512
 
@@ -244,3 +249,53 @@ def test_a_crash_in_the_middle_of_an_append_loses_at_most_that_record() -> None:
         assert [r[0] for r in records][:3] == acked
         assert len(records) in (3, 4)
         assert survivor.append("next") == len(records) + 1
+
+
+def _append_forever(path: str, out_fd: int) -> None:
+    """Child body: append records to the store log as fast as possible; after each acknowledged one
+    (``append`` returned), write its LSN to ``out_fd`` (one line, one write: atomic on a pipe)."""
+    log = new_log(FileDisk.open(path), "NODE1")
+    log.mount()
+    while True:
+        lsn = log.append({"pad": b"k" * 3000})  # spans blocks: kills land inside appends
+        os.write(out_fd, b"%d\n" % lsn)
+
+
+def test_sigkill_during_appends_loses_no_acknowledged_record(tmp_path: Path) -> None:
+    path = tmp_path / "EVS1.img"
+    create_disk(path, size_bytes=4096 * 4096).close()
+    for kill_after in (1, 40, 300):  # acknowledged records before the kill: it lands mid-stream
+        read_fd, write_fd = os.pipe()
+        fork = multiprocessing.get_context("fork")
+        child = fork.Process(target=_append_forever, args=(str(path), write_fd))
+        child.start()
+        os.close(write_fd)
+        got = b""
+        try:
+            deadline = time.monotonic() + 20
+            while got.count(b"\n") < kill_after and time.monotonic() < deadline:
+                if select.select([read_fd], [], [], 0.1)[0]:
+                    chunk = os.read(read_fd, 65536)
+                    if not chunk:
+                        break  # the child died on its own: the assertions below say why
+                    got += chunk
+        finally:
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)  # only the pid we started
+            child.join(10)
+        acked = [int(x) for x in (got + _read_all(read_fd)).split()]
+        log = StoreLog(FileDisk.open(path), "NODE2", disk_layout(4096).storage_group)
+        replayed = [lsn for lsn, _ in log.mount().records]
+        assert len(acked) >= kill_after, "the child stopped before the kill"
+        assert set(acked) <= set(replayed)  # at most the unacknowledged record is lost
+        assert len(replayed) <= len(acked) + 1
+        assert replayed == list(range(replayed[0], replayed[0] + len(replayed)))
+        log.checkpoint(b"", wrap=True)  # the next round starts on a short log again
+
+
+def _read_all(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    os.close(fd)
+    return b"".join(chunks)
