@@ -26,6 +26,10 @@ from nodeagent.errors import ConfigError
 
 CLUSTER_PORT = 3343
 MAX_NODES = 8
+DNS_ROOT_PORT = 53  # the DNS server's port on every node's public address when the node runs as root
+DNS_USER_PORT = 8053  # ... and otherwise (binding a port below 1024 needs root)
+DNS_DEFAULT_DOMAIN = "wolfpack.lab"
+DNS_KEYS = ("port", "domain")  # the keys of [dns]
 
 
 class NetRole(enum.IntEnum):
@@ -217,6 +221,8 @@ class ClusterConfig:
     networks: tuple[NetworkConfig, ...]
     timing: Timing
     timing_overrides: dict[str, Any] = field(default_factory=dict, compare=False)
+    dns_domain: str = DNS_DEFAULT_DOMAIN  # [dns] domain: the zone the Network Names register in
+    dns_port_setting: int | None = None  # [dns] port; None: 53 as root, else DNS_USER_PORT
 
     # -- lookups -----------------------------------------------------------------------------------
     @property
@@ -243,6 +249,12 @@ class ClusterConfig:
 
     def address(self, node_id: int, net: Net) -> tuple[str, int]:
         return (f"127.{self.number}.{int(net)}.{node_id}", CLUSTER_PORT)
+
+    def dns_port(self, as_root: bool) -> int:
+        """The DNS server's port on each node's public address (``[dns] port``, else by privilege)."""
+        if self.dns_port_setting is not None:
+            return self.dns_port_setting
+        return DNS_ROOT_PORT if as_root else DNS_USER_PORT
 
     def virtual_ip(self, index: int) -> str:
         return f"127.{self.number}.3.{index}"
@@ -289,6 +301,7 @@ class ClusterConfig:
         if not isinstance(overrides, dict):
             raise ConfigError("[timing]: must be a table")
         timing = Timing.for_speed(speed, overrides)
+        dns_domain, dns_port = _dns(data.get("dns", {}))
         return cls(
             name=name,
             number=number,
@@ -302,6 +315,8 @@ class ClusterConfig:
             networks=networks,
             timing=timing,
             timing_overrides=dict(overrides),
+            dns_domain=dns_domain,
+            dns_port_setting=dns_port,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -323,6 +338,8 @@ class ClusterConfig:
                 for n in self.networks
             },
             "nodes": [{"name": n.name, "id": n.id} for n in self.nodes],
+            "dns": {"domain": self.dns_domain}
+            | ({"port": self.dns_port_setting} if self.dns_port_setting is not None else {}),
         }
 
 
@@ -397,6 +414,20 @@ def _node(index: int, raw: Any) -> NodeConfig:
     return NodeConfig(name=name.upper(), id=node_id)
 
 
+def _dns(raw: Any) -> tuple[str, int | None]:
+    if not isinstance(raw, dict):
+        raise ConfigError("[dns]: must be a table")
+    for key in raw:
+        if key not in DNS_KEYS:
+            raise ConfigError(f"[dns] {key}: unknown setting (known: {', '.join(DNS_KEYS)})")
+    domain = _str(raw, "dns", "domain", DNS_DEFAULT_DOMAIN).strip(".").lower()
+    labels = domain.split(".")
+    if len(domain) > 200 or not all(0 < len(x) <= 63 and x.replace("-", "").isalnum() for x in labels):
+        raise ConfigError(f"[dns] domain = {domain!r}: must be a DNS name such as wolfpack.lab")
+    port = _int(raw, "dns", "port", 0, 0, 65535) if "port" in raw else None
+    return domain, port or None
+
+
 def _networks(raw: Any) -> tuple[NetworkConfig, ...]:
     if not isinstance(raw, dict):
         raise ConfigError("[networks]: must be a table")
@@ -450,4 +481,5 @@ def default_config_dict(
             "public": {"name": "Public", "role": int(NetRole.ALL), "priority": 2},
         },
         "nodes": [{"name": f"NODE{i}", "id": i} for i in range(1, nodes + 1)],
+        "dns": {"domain": DNS_DEFAULT_DOMAIN},  # port: 53 as root, else DNS_USER_PORT (README: DNS)
     }

@@ -26,6 +26,7 @@ from nodeagent.cli import (
     chaoscmd,
     clusterdir,
     console,
+    directorycmd,
     diskcmd,
     evscmd,
     faultcmd,
@@ -451,6 +452,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_log_disk_sim(subs)
     admincmd.add_parsers(subs, _sub, _open)
     evscmd.add_parsers(subs, _sub, _open)
+    directorycmd.add_parsers(subs, _sub, _open)
     scenariocmd.add_parsers(subs, _sub)
     chaoscmd.add_parsers(subs, _sub)
     _add_client(subs)

@@ -1,4 +1,4 @@
-"""The Exchange 2003 service processes of an Exchange virtual server (issue 9).
+"""The Exchange 2003 service processes: protocol machines, the store on the EVS disk, their trio host.
 
 - storelog.py: the ESE-style transaction log, checkpoint and database regions on the EVS disk.
 - mailstore.py: the Information Store's mailbox database and the SMTP queue on top of that log.

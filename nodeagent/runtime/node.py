@@ -43,12 +43,15 @@ from typing import Any
 import trio
 
 from nodeagent.config import ClusterConfig, Net, load_cluster_file
+from nodeagent.core.dnszone import zone_from_db
 from nodeagent.core.effects import AdminReply, Event
 from nodeagent.errors import WolfpackError
 from nodeagent.runtime import files
 from nodeagent.runtime.control import ControlServer
+from nodeagent.runtime.directory import DIRECTORY_FILE, Directory
 from nodeagent.runtime.diskexec import DiskExecutor, DiskOpener, file_disk_opener
 from nodeagent.runtime.diskfaults import DiskFaultTable, fault_from_request, faulty_opener
+from nodeagent.runtime.dnsserver import DnsServer
 from nodeagent.runtime.driver import Core, Driver
 from nodeagent.runtime.eventlog import EventWriter
 from nodeagent.runtime.faults import FaultTable, faults_to_json, rule_to_json, rules_to_json
@@ -281,6 +284,16 @@ async def _open_endpoints(transport: Transport, config: ClusterConfig, node_id: 
     return endpoints
 
 
+def _dns_server(config: ClusterConfig, node_id: int, core: Core) -> DnsServer | None:
+    """The DNS server on 127.C.2.N, answering from the core's copy of the cluster database."""
+    if not hasattr(core, "db"):
+        return None  # a test's core without a database: no zone to serve
+    nodes = {n.name: config.address(n.id, Net.PUBLIC)[0] for n in config.nodes}
+    port = config.dns_port(os.geteuid() == 0)
+    zone = lambda: zone_from_db(core.db, config.dns_domain, nodes, config.speed)  # noqa: E731
+    return DnsServer(config.address(node_id, Net.PUBLIC)[0], port, zone)
+
+
 async def serve_node(
     cluster_dir: Path,
     node_name: str,
@@ -356,11 +369,13 @@ async def serve_node(
                 getattr(core, "resolve", None),
                 transport=opts.transport,
             )
+            dns = _dns_server(config, node.id, core)
             runtime = NodeRuntime(
                 config, node.id, node_dir, incarnation, driver, messenger, faults, events, executor
             )
             runtime.monitor = monitor
             runtime.disk_faults = monitor.host.disk_faults = disk_faults
+            monitor.host.directory = Directory(cluster_dir / DIRECTORY_FILE)  # RequireKerberos
             try:
                 async with trio.open_nursery() as nursery:
                     await nursery.start(messenger.run_sender)
@@ -370,6 +385,8 @@ async def serve_node(
                     await nursery.start(executor.run)
                     await nursery.start(monitor.run)  # before the driver: core.start may emit actions
                     await nursery.start(names.serve)
+                    if dns is not None and isinstance(opts.transport, UdpTransport):  # real sockets only
+                        await nursery.start(dns.serve)  # guarded: a bind failure leaves DNS off, not the node
                     await nursery.start(driver.run)
                     if opts.control_socket:
                         await nursery.start(ControlServer(runtime.control_path, runtime).serve)

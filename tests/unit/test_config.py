@@ -405,3 +405,19 @@ def test_invalid_config_in_file_names_the_file(tmp_path: Path) -> None:
     assert msg.startswith(f"{path}: ")
     assert "does not support server clusters" in msg
     assert "\n" not in msg
+
+
+def test_dns_settings_default_and_checks() -> None:
+    from nodeagent.config import DNS_USER_PORT
+
+    data = default_config_dict(number=7, key=b"k" * 16, nodes=2)
+    cfg = ClusterConfig.from_dict(data)
+    assert cfg.dns_domain == "wolfpack.lab" and cfg.dns_port(True) == 53
+    assert cfg.dns_port(False) == DNS_USER_PORT
+    cfg = ClusterConfig.from_dict({**data, "dns": {"domain": "Lab.Example.", "port": 5354}})
+    assert cfg.dns_domain == "lab.example" and cfg.dns_port(True) == 5354
+    assert ClusterConfig.from_dict(cfg.to_dict()) == cfg
+    for bad, message in [({"domain": "no spaces"}, "DNS name"), ({"port": 70000}, "port"),
+                         ({"zone": "x"}, "unknown setting")]:  # fmt: skip
+        with pytest.raises(ConfigError, match=message):
+            ClusterConfig.from_dict({**data, "dns": bad})

@@ -40,6 +40,7 @@ from typing import Any, ClassVar
 import trio
 
 from nodeagent.config import ClusterConfig
+from nodeagent.runtime.directory import Directory
 from nodeagent.runtime.diskexec import DiskOpener
 from nodeagent.runtime.diskfaults import DiskFaultTable
 from nodeagent.runtime.resources.names import NameTable
@@ -88,6 +89,7 @@ class Host:
     fail_counts: dict[str, tuple[str, int]] = field(default_factory=dict)
     disk_faults: DiskFaultTable | None = None  # this node's path to each disk (diskfaults.py)
     nursery: trio.Nursery | None = None
+    directory: Directory | None = None  # the lab's directory (computer objects; None: no cluster dir)
 
     def background(
         self, what: str, fn: Callable[[], Awaitable[None]], on_crash: FailureCallback

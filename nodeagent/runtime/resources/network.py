@@ -16,6 +16,8 @@ Network Name (Name, Address, Port = 3344). Online registers Name -> Address:Port
 table, which the name service answers from (names.py); offline unregisters it. The name must be a
 NetBIOS name: 1-15 letters, digits or '-'. LooksAlive: still registered by this resource. Network
 Name depends on its IP Address in the cluster database; the core, not this module, enforces order.
+With ``RequireKerberos=1`` online also creates (or reuses) the name's computer object in the lab's
+directory (runtime/directory.py), and fails if it cannot.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 import trio
 
 from nodeagent.errors import WolfpackError
+from nodeagent.runtime.directory import DirectoryError
 from nodeagent.runtime.resources import udpjson
 from nodeagent.runtime.resources.base import (
     FailureCallback,
@@ -139,14 +142,26 @@ class NetworkName(Resource):
             )
         self.address = _ipv4(props, "Address")
         self.port = prop_int(props, "Port", CLIENT_PORT, 1, 65535)
+        self.require_kerberos = prop_int(props, "RequireKerberos", 0, 0, 1) == 1
 
     async def online(self) -> str:
         await trio.lowlevel.checkpoint()
+        kerberos = ""
+        directory = self.host.directory
+        if self.require_kerberos and directory is not None:
+            dns_name = f"{self.netname.lower()}.{self.host.config.dns_domain}"
+            try:
+                created = await trio.to_thread.run_sync(
+                    directory.ensure_computer, self.netname, dns_name, self.host.node_name
+                )
+            except DirectoryError as e:
+                raise ResourceError(f"RequireKerberos: cannot create the computer object: {e}") from None
+            kerberos = "; computer object created" if created else "; computer object reused"
         try:
             self.host.names.register(self.netname, self.address, self.port, self.name)
         except NameConflict as e:
             raise ResourceError(str(e)) from None
-        return f"{self.netname} -> {self.address}:{self.port} registered"
+        return f"{self.netname} -> {self.address}:{self.port} registered{kerberos}"
 
     async def offline(self) -> str:
         self.abandon()

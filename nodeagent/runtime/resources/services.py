@@ -26,6 +26,11 @@ Private properties (times in lab seconds: the core has already divided them by `
   property ``FailArm`` (any value; ``wolfpack fault resource`` sets a fresh one each time) changes,
   so setting the same ``times:N`` again fails N more onlines.
 
+System Attendant and Kerberos: as Exchange 2003 requires, the SA refuses to come online when its
+Network Name (private property ``NetworkName``, default the group's name) has no computer object in
+the lab's directory (runtime/directory.py; a Network Name with RequireKerberos=1 creates it). The
+check is skipped when the monitor has no directory (runtime tests without a cluster directory).
+
 Fail on demand (``ResourceMonitor.fail``) and terminate stop the service at once. Offline is
 immediate: the lab models start-up cost, where failover time goes, not shutdown cost.
 """
@@ -38,6 +43,7 @@ from typing import Any, ClassVar
 
 import trio
 
+from nodeagent.runtime.directory import DirectoryError
 from nodeagent.runtime.resources.base import (
     FailureCallback,
     Host,
@@ -65,6 +71,7 @@ SERVICE_TYPES: dict[str, tuple[str, float]] = {
     "POP3 Virtual Server Instance": ("POP3", 3.0),
     "IMAP4 Virtual Server Instance": ("IMAP4", 3.0),
 }
+SYSTEM_ATTENDANT = "Microsoft Exchange System Attendant"
 DEFAULT_LOG_REPLAY_S = 0.5  # Windows 2003 seconds per transaction log (our estimate), divided by speed
 
 
@@ -147,6 +154,8 @@ class EmulatedService(Resource):
 
     async def online(self) -> str:
         began = time.monotonic()
+        if self.rtype == SYSTEM_ATTENDANT:
+            await self._check_computer_object()
         if self.fail_mode is FailMode.HANG:
             await trio.sleep_forever()
         fail = self.fail_mode is FailMode.ALWAYS
@@ -161,6 +170,22 @@ class EmulatedService(Resource):
         took = time.monotonic() - began
         replayed = f", replayed {self.backlog} transaction logs" if self.backlog else ""
         return f"service {self.service} started in {took:.2f} s{replayed}"
+
+    async def _check_computer_object(self) -> None:
+        directory = self.host.directory
+        if directory is None:
+            return
+        netname = prop_str(self.props, "NetworkName", self.group, max_len=64).strip() or self.group
+        try:
+            found = await trio.to_thread.run_sync(directory.has_computer, netname)
+        except DirectoryError as e:
+            raise ResourceError(f"service SA cannot read the directory: {e}") from None
+        if not found:
+            raise ResourceError(
+                f"service SA cannot start: Network Name {netname} has no computer object in the "
+                f"directory; Exchange 2003 needs Kerberos for a virtual server (set RequireKerberos=1 "
+                f"on the Network Name and bring it online)"
+            )
 
     async def offline(self) -> str:
         self.running = False
