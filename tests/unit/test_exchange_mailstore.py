@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_exchange_storelog import Crash, CrashingDisk  # beside this file (pytest puts it on the path)
 
 from nodeagent.exchange.mailstore import (
     DELETED,
@@ -23,7 +24,6 @@ from nodeagent.exchange.mailstore import (
     check_public_stores,
 )
 from shareddisk import MemoryDisk, Outcome, ReservationConflict
-from tests.unit.test_exchange_storelog import Crash, CrashingDisk
 
 
 def disk(blocks: int = 256) -> MemoryDisk:
